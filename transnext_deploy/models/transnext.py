@@ -1,0 +1,571 @@
+"""TransNeXt (Shi, CVPR 2024): the PyTorch reference every exported artifact is measured against.
+
+Parameter names and shapes follow the published implementation exactly, so the official
+`transnext_*_1k.pth` checkpoints load with `strict=True`. Two implementations of aggregated
+attention share one set of parameters:
+
+- "plain" mirrors the published math step by step (unfold of keys/values, padding mask,
+  per-query matmuls, the published CPB table with its N*P index map);
+- "fast" calls `aggregated_attention_core`, the decomposition of the fused op, which visits the
+  window through shifted views and never materialises unfolded keys/values.
+
+Resolution handling. Stage grids come from the actual input (the patch-embedding convolutions
+round up), pool grids are (H // sr, W // sr) as in the reference. `img_size` is the size the model
+is built for: a classifier only accepts that size; a backbone accepts any size whose pool grids
+are non-empty. `position_bias="extrapolate"` evaluates the CPB MLP on the relative coordinates of
+the actual grid (scaled by `pretrain_size`), as the reference classification code does for its
+`img_size`; `"interpolate"` evaluates it on a trained grid and resizes the bias bilinearly, as the
+reference detection/segmentation code does. The trained grid is `img_size` for a backbone (the
+downstream training size) and `pretrain_size` for a classifier (the size its weights were
+trained at).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..ops.aggregated_attention import aggregated_attention_core
+from .position_bias import (
+    FactorizedCPB,
+    factorized_cpb_table,
+    reference_cpb_table,
+    resize_bias,
+    stage_grids,
+    trained_grids,
+)
+
+AttentionImpl = Literal["fast", "plain"]
+PositionBiasMode = Literal["extrapolate", "interpolate"]
+ATTENTION_IMPLS = ("fast", "plain")
+POSITION_BIAS_MODES = ("extrapolate", "interpolate")
+
+BLOCK_NORM_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class TransNeXtConfig:
+    embed_dims: tuple[int, int, int, int]
+    num_heads: tuple[int, int, int, int]
+    depths: tuple[int, int, int, int]
+    window_sizes: tuple[int | None, ...] = (3, 3, 3, None)
+    sr_ratios: tuple[int, int, int, int] = (8, 4, 2, 1)
+    mlp_ratios: tuple[int, int, int, int] = (8, 8, 4, 4)
+    train_size: int = 224  # resolution the published ImageNet-1K weights were trained at
+    patch_size: int = 4
+
+
+VARIANTS: dict[str, TransNeXtConfig] = {
+    "micro": TransNeXtConfig((48, 96, 192, 384), (2, 4, 8, 16), (2, 2, 15, 2)),
+    "tiny": TransNeXtConfig((72, 144, 288, 576), (3, 6, 12, 24), (2, 2, 15, 2)),
+    "small": TransNeXtConfig((72, 144, 288, 576), (3, 6, 12, 24), (5, 5, 22, 5)),
+    "base": TransNeXtConfig((96, 192, 384, 768), (4, 8, 16, 32), (5, 5, 23, 5)),
+    "micro_AAAA": TransNeXtConfig(
+        (48, 96, 192, 384), (2, 4, 8, 16), (2, 2, 15, 2),
+        window_sizes=(3, 3, 3, 3), sr_ratios=(16, 8, 4, 2), train_size=256,
+    ),
+}
+
+
+def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return (size, size)
+    h, w = size
+    return (int(h), int(w))
+
+
+def min_input_side(config: TransNeXtConfig) -> int:
+    """Smallest image side for which every aggregated-attention stage has a non-empty pool grid."""
+    side = 1
+    while True:
+        grids = stage_grids(side, side)
+        if all(g[0] // sr >= 1 for g, sr, ws in zip(grids, config.sr_ratios, config.window_sizes) if ws):
+            return side
+        side += 1
+
+
+@dataclass
+class StageGeometry:
+    """Everything a stage's attention needs that depends only on its grid (no parameters)."""
+
+    grid: tuple[int, int]
+    pool_grid: tuple[int, int]
+    bias_query_grid: tuple[int, int]  # grid the CPB MLP is evaluated on (differs when interpolating)
+    bias_key_grid: tuple[int, int]
+    factorized: FactorizedCPB
+    reference_index: torch.Tensor  # (Nq*Nk,) published index map
+    reference_table: torch.Tensor  # (U, 2) published table
+    seq_length_scale: torch.Tensor  # (N, 1) for aggregated attention, scalar for full attention
+    padding_mask: torch.Tensor | None = None  # (N, L) bool, True outside the image (plain path)
+    cache: dict = field(default_factory=dict)
+
+    def to(self, device: torch.device) -> "StageGeometry":
+        moved = self.cache.get(device)
+        if moved is None:
+            def mv(t):
+                return None if t is None else t.to(device)
+            moved = StageGeometry(
+                self.grid, self.pool_grid, self.bias_query_grid, self.bias_key_grid,
+                FactorizedCPB(mv(self.factorized.table), mv(self.factorized.index_h),
+                              mv(self.factorized.index_w), self.factorized.num_w),
+                mv(self.reference_index), mv(self.reference_table), mv(self.seq_length_scale),
+                mv(self.padding_mask),
+            )
+            self.cache[device] = moved
+        return moved
+
+
+def _padding_mask_and_counts(grid: tuple[int, int], window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference construction: unfold a ones image; (valid counts (N, 1), mask (N, L))."""
+    ones = torch.ones(1, 1, grid[0], grid[1])
+    cols = F.unfold(ones, window, padding=window // 2)  # (1, L, N)
+    counts = cols.sum(-2).reshape(-1, 1)
+    mask = cols[0].transpose(0, 1) == 0
+    return counts, mask
+
+
+def stage_geometry(
+    grid: tuple[int, int],
+    sr_ratio: int,
+    window_size: int | None,
+    pretrain_grid: tuple[int, int],
+    trained_grid: tuple[int, int] | None = None,
+) -> StageGeometry:
+    """Geometry of one stage. `window_size=None` means full attention (the pool grid is the grid).
+    With `trained_grid`, the CPB MLP runs on that grid and the bias is resized to `grid`."""
+    pool = (grid[0] // sr_ratio, grid[1] // sr_ratio)
+    if min(pool) < 1:
+        raise ValueError(f"grid {grid[0]}x{grid[1]} with sr_ratio {sr_ratio} has an empty pool grid")
+    if trained_grid is None:
+        bq, bk = grid, pool
+    else:
+        bq = trained_grid
+        bk = (bq[0] // sr_ratio, bq[1] // sr_ratio)
+        if min(bk) < 1:
+            raise ValueError(f"position_bias='interpolate' needs a trained grid with a non-empty pool grid; "
+                             f"{bq[0]}x{bq[1]} with sr_ratio {sr_ratio} has none")
+    index, table = reference_cpb_table(bq, bk, pretrain_grid)
+    factorized = factorized_cpb_table(bq, bk, pretrain_grid)
+    if window_size:
+        counts, mask = _padding_mask_and_counts(grid, window_size)
+        scale = torch.log(counts + pool[0] * pool[1])
+    else:
+        mask = None
+        scale = torch.log(torch.tensor(float(grid[0] * grid[1])))
+    return StageGeometry(grid, pool, bq, bk, factorized, index, table, scale, mask)
+
+
+class DWConv(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, kernel_size=3, stride=1, padding=1, bias=True, groups=dim)
+        self.implementation: AttentionImpl = "fast"
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        B, N, C = x.shape
+        if self.implementation == "plain":  # published layout: copy tokens to NCHW and back
+            x = x.transpose(1, 2).reshape(B, C, H, W).contiguous()
+            return self.dwconv(x).flatten(2).transpose(1, 2)
+        # Tokens are already NHWC in memory: convolve a channels-last view, no layout copies.
+        x = self.dwconv(x.reshape(B, H, W, C).permute(0, 3, 1, 2))
+        return x.permute(0, 2, 3, 1).reshape(B, N, C)
+
+
+class ConvolutionalGLU(nn.Module):
+    def __init__(self, in_features: int, hidden_features: int):
+        super().__init__()
+        hidden_features = int(2 * hidden_features / 3)
+        self.fc1 = nn.Linear(in_features, hidden_features * 2)
+        self.dwconv = DWConv(hidden_features)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_features, in_features)
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        x, v = self.fc1(x).chunk(2, dim=-1)
+        return self.fc2(self.act(self.dwconv(x, H, W)) * v)
+
+
+def _cpb_mlp(attn: nn.Module, table: torch.Tensor) -> torch.Tensor:
+    return attn.cpb_fc2(F.relu(attn.cpb_fc1(table)))  # (U, nh)
+
+
+def _position_bias(attn: nn.Module, geo: StageGeometry, plain: bool) -> torch.Tensor:
+    """(nh, N, P) bias for the stage geometry, resized when the MLP ran on a trained grid.
+
+    The fast path reuses the last bias while the CPB parameters are bit-identical to the ones it
+    was computed from (an exact comparison of ~10k numbers, so in-place edits through `.data` are
+    seen too). It is skipped under autograd and inside traces/exports, where the graph must
+    compute the bias from its small tables instead of baking a (nh, N, P) constant.
+    """
+    if plain or torch.is_grad_enabled() or _tracing():
+        return _compute_position_bias(attn, geo, plain)
+    params = [attn.cpb_fc1.weight, attn.cpb_fc1.bias, attn.cpb_fc2.weight, attn.cpb_fc2.bias]
+    cached = attn._position_bias_cache
+    if cached is not None and cached[0] is geo and all(
+            a.dtype == b.dtype and a.device == b.device and torch.equal(a, b) for a, b in zip(cached[1], params)):
+        return cached[2]
+    bias = _compute_position_bias(attn, geo, plain)
+    attn._position_bias_cache = (geo, [p.detach().clone() for p in params], bias)
+    return bias
+
+
+def _tracing() -> bool:
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+
+
+def _compute_position_bias(attn: nn.Module, geo: StageGeometry, plain: bool) -> torch.Tensor:
+    nq = geo.bias_query_grid[0] * geo.bias_query_grid[1]
+    nk = geo.bias_key_grid[0] * geo.bias_key_grid[1]
+    if plain:
+        values = _cpb_mlp(attn, geo.reference_table).transpose(0, 1)[:, geo.reference_index]
+    else:
+        values = _cpb_mlp(attn, geo.factorized.table).transpose(0, 1)[:, geo.factorized.index()]
+    bias = values.reshape(-1, nq, nk)
+    return resize_bias(bias, geo.bias_query_grid, geo.bias_key_grid, geo.grid, geo.pool_grid)
+
+
+def _adaptive_avg_pool(x: torch.Tensor, out: tuple[int, int]) -> torch.Tensor:
+    """adaptive_avg_pool2d in a form every exporter handles: a strided average pool when the grid
+    divides evenly, else two small averaging matmuls (same windows as the reference)."""
+    H, W = x.shape[-2:]
+    if H % out[0] == 0 and W % out[1] == 0:
+        kh, kw = H // out[0], W // out[1]
+        return F.avg_pool2d(x, (kh, kw), (kh, kw))
+    return _pool_matrix(H, out[0], x) @ x @ _pool_matrix(W, out[1], x).transpose(0, 1)
+
+
+def _pool_matrix(length: int, out: int, like: torch.Tensor) -> torch.Tensor:
+    m = torch.zeros(out, length, dtype=like.dtype)
+    for i in range(out):
+        start = (i * length) // out
+        end = -((-(i + 1) * length) // out)
+        m[i, start:end] = 1.0 / (end - start)
+    return m.to(like.device)
+
+
+class AggregatedAttention(nn.Module):
+    """Pixel-focused attention: a window around each query plus pooled keys, one softmax."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int, sr_ratio: int,
+                 implementation: AttentionImpl = "fast"):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        if window_size % 2 != 1:
+            raise ValueError(f"window size must be odd, got {window_size}")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.sr_ratio = sr_ratio
+        self.window_size = window_size
+        self.local_len = window_size**2
+        self.implementation: AttentionImpl = implementation
+
+        # softplus(temperature) starts at 1/0.24
+        self.temperature = nn.Parameter(torch.log((torch.ones(num_heads, 1, 1) / 0.24).exp() - 1))
+        self.q = nn.Linear(dim, dim, bias=True)
+        self.query_embedding = nn.Parameter(
+            nn.init.trunc_normal_(torch.empty(num_heads, 1, self.head_dim), mean=0, std=0.02))
+        self.kv = nn.Linear(dim, dim * 2, bias=True)
+        self.proj = nn.Linear(dim, dim)
+        self.sr = nn.Conv2d(dim, dim, kernel_size=1, stride=1, padding=0)
+        self.norm = nn.LayerNorm(dim)
+        self.act = nn.GELU()
+        self.cpb_fc1 = nn.Linear(2, 512, bias=True)
+        self.cpb_fc2 = nn.Linear(512, num_heads, bias=True)
+        self.relative_pos_bias_local = nn.Parameter(
+            nn.init.trunc_normal_(torch.empty(num_heads, self.local_len), mean=0, std=0.0004))
+        self.learnable_tokens = nn.Parameter(
+            nn.init.trunc_normal_(torch.empty(num_heads, self.head_dim, self.local_len), mean=0, std=0.02))
+        self.learnable_bias = nn.Parameter(torch.zeros(num_heads, 1, self.local_len))
+        self._position_bias_cache = None
+
+    def forward(self, x: torch.Tensor, geo: StageGeometry) -> torch.Tensor:
+        if self.implementation == "plain":
+            return self.forward_plain(x, geo)
+        return self.forward_fast(x, geo)
+
+    def pooled_tokens(self, x: torch.Tensor, geo: StageGeometry, exportable: bool) -> torch.Tensor:
+        B, N, C = x.shape
+        H, W = geo.grid
+        x_ = x.transpose(1, 2).reshape(B, C, H, W)
+        x_ = self.act(self.sr(x_))
+        x_ = _adaptive_avg_pool(x_, geo.pool_grid) if exportable else F.adaptive_avg_pool2d(x_, geo.pool_grid)
+        return self.norm(x_.reshape(B, C, -1).transpose(1, 2))
+
+    def forward_fast(self, x: torch.Tensor, geo: StageGeometry) -> torch.Tensor:
+        nh, d, L = self.num_heads, self.head_dim, self.local_len
+        out = aggregated_attention_core(
+            self.q(x),
+            self.kv(x),
+            self.kv(self.pooled_tokens(x, geo, exportable=True)),
+            self.query_embedding.reshape(nh, d),
+            F.softplus(self.temperature).reshape(nh),
+            self.relative_pos_bias_local,
+            self.learnable_tokens,
+            self.learnable_bias.reshape(nh, L),
+            _position_bias(self, geo, plain=False),
+            num_heads=nh,
+            height=geo.grid[0],
+            width=geo.grid[1],
+            window_size=self.window_size,
+        )
+        return self.proj(out)
+
+    def forward_plain(self, x: torch.Tensor, geo: StageGeometry) -> torch.Tensor:
+        B, N, C = x.shape
+        H, W = geo.grid
+        nh, d, L = self.num_heads, self.head_dim, self.local_len
+        pool_len = geo.pool_grid[0] * geo.pool_grid[1]
+
+        q_norm = F.normalize(self.q(x).reshape(B, N, nh, d).permute(0, 2, 1, 3), dim=-1)
+        q_norm_scaled = (q_norm + self.query_embedding) * F.softplus(self.temperature) * geo.seq_length_scale
+
+        k_local, v_local = self.kv(x).chunk(2, dim=-1)
+        k_local = F.normalize(k_local.reshape(B, N, nh, d), dim=-1).reshape(B, N, -1)
+        kv_local = torch.cat([k_local, v_local], dim=-1).permute(0, 2, 1).reshape(B, -1, H, W)
+        unfolded = F.unfold(kv_local, self.window_size, padding=self.window_size // 2)
+        k_local, v_local = unfolded.reshape(B, 2 * nh, d, L, N).permute(0, 1, 4, 2, 3).chunk(2, dim=1)
+
+        attn_local = ((q_norm_scaled.unsqueeze(-2) @ k_local).squeeze(-2)
+                      + self.relative_pos_bias_local.unsqueeze(1)).masked_fill(geo.padding_mask, float("-inf"))
+
+        x_ = self.pooled_tokens(x, geo, exportable=False)
+        kv_pool = self.kv(x_).reshape(B, pool_len, 2 * nh, d).permute(0, 2, 1, 3)
+        k_pool, v_pool = kv_pool.chunk(2, dim=1)
+
+        pool_bias = _position_bias(self, geo, plain=True)
+        attn_pool = q_norm_scaled @ F.normalize(k_pool, dim=-1).transpose(-2, -1) + pool_bias
+
+        attn = torch.cat([attn_local, attn_pool], dim=-1).softmax(dim=-1)
+        attn_local, attn_pool = torch.split(attn, [L, pool_len], dim=-1)
+        x_local = (((q_norm @ self.learnable_tokens) + self.learnable_bias + attn_local).unsqueeze(-2)
+                   @ v_local.transpose(-2, -1)).squeeze(-2)
+        x_pool = attn_pool @ v_pool
+        x = (x_local + x_pool).transpose(1, 2).reshape(B, N, C)
+        return self.proj(x)
+
+
+class Attention(nn.Module):
+    """Full attention with length-scaled cosine similarity (last stage when sr_ratio == 1)."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.temperature = nn.Parameter(torch.log((torch.ones(num_heads, 1, 1) / 0.24).exp() - 1))
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.query_embedding = nn.Parameter(
+            nn.init.trunc_normal_(torch.empty(num_heads, 1, self.head_dim), mean=0, std=0.02))
+        self.proj = nn.Linear(dim, dim)
+        self.cpb_fc1 = nn.Linear(2, 512, bias=True)
+        self.cpb_fc2 = nn.Linear(512, num_heads, bias=True)
+        self.implementation: AttentionImpl = "fast"  # "plain" uses the published CPB index map
+        self._position_bias_cache = None
+
+    def forward(self, x: torch.Tensor, geo: StageGeometry) -> torch.Tensor:
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3 * self.num_heads, self.head_dim).permute(0, 2, 1, 3)
+        q, k, v = qkv.chunk(3, dim=1)
+        rel_bias = _position_bias(self, geo, plain=self.implementation == "plain")
+        attn = ((F.normalize(q, dim=-1) + self.query_embedding) * F.softplus(self.temperature)
+                * geo.seq_length_scale) @ F.normalize(k, dim=-1).transpose(-2, -1) + rel_bias
+        x = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, N, C)
+        return self.proj(x)
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, num_heads: int, window_size: int | None, mlp_ratio: int, sr_ratio: int,
+                 implementation: AttentionImpl):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=BLOCK_NORM_EPS)
+        if sr_ratio == 1:
+            self.attn: nn.Module = Attention(dim, num_heads)
+        else:
+            self.attn = AggregatedAttention(dim, num_heads, window_size or 3, sr_ratio, implementation)
+        self.norm2 = nn.LayerNorm(dim, eps=BLOCK_NORM_EPS)
+        self.mlp = ConvolutionalGLU(dim, int(dim * mlp_ratio))
+        self.mlp.dwconv.implementation = implementation
+
+    def forward(self, x: torch.Tensor, geo: StageGeometry) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), geo)
+        return x + self.mlp(self.norm2(x), geo.grid[0], geo.grid[1])
+
+
+class OverlapPatchEmbed(nn.Module):
+    def __init__(self, patch_size: int, stride: int, in_chans: int, embed_dim: int):
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=stride,
+                              padding=patch_size // 2)
+        self.norm = nn.LayerNorm(embed_dim)  # default eps 1e-5, as published
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        x = self.proj(x)
+        H, W = x.shape[-2:]
+        return self.norm(x.flatten(2).transpose(1, 2)), int(H), int(W)
+
+
+class TransNeXt(nn.Module):
+    """TransNeXt classifier (`backbone=False`) or four-stage feature backbone (`backbone=True`)."""
+
+    def __init__(
+        self,
+        config: TransNeXtConfig,
+        *,
+        name: str = "custom",
+        img_size: int | tuple[int, int] | None = None,
+        pretrain_size: int | tuple[int, int] | None = None,
+        backbone: bool = False,
+        position_bias: PositionBiasMode = "extrapolate",
+        attention: AttentionImpl = "fast",
+        num_classes: int = 1000,
+        in_chans: int = 3,
+    ):
+        super().__init__()
+        if position_bias not in POSITION_BIAS_MODES:
+            raise ValueError(f"position_bias must be one of {POSITION_BIAS_MODES}, got {position_bias!r}")
+        if attention not in ATTENTION_IMPLS:
+            raise ValueError(f"attention must be one of {ATTENTION_IMPLS}, got {attention!r}")
+        self.config = config
+        self.name = name
+        self.img_size = _pair(img_size if img_size is not None else config.train_size)
+        self.pretrain_size = _pair(pretrain_size if pretrain_size is not None else config.train_size)
+        self.backbone = backbone
+        self.position_bias = position_bias
+        self.num_stages = 4
+        self._geometry: dict[tuple[int, int], list[StageGeometry]] = {}
+        self.check_input_size(*self.img_size)
+        if min(trained_grids(*self.pretrain_size)[-1]) < 2:
+            raise ValueError(f"pretrain_size {self.pretrain_size} is too small: the last stage grid must be at least "
+                             "2x2 (relative coordinates are divided by side - 1)")
+
+        c = config
+        for i in range(self.num_stages):
+            setattr(self, f"patch_embed{i + 1}", OverlapPatchEmbed(
+                patch_size=c.patch_size * 2 - 1 if i == 0 else 3,
+                stride=c.patch_size if i == 0 else 2,
+                in_chans=in_chans if i == 0 else c.embed_dims[i - 1],
+                embed_dim=c.embed_dims[i]))
+            setattr(self, f"block{i + 1}", nn.ModuleList([
+                Block(c.embed_dims[i], c.num_heads[i], c.window_sizes[i], c.mlp_ratios[i], c.sr_ratios[i], attention)
+                for _ in range(c.depths[i])]))
+            setattr(self, f"norm{i + 1}", nn.LayerNorm(c.embed_dims[i], eps=BLOCK_NORM_EPS))
+        if not backbone:
+            self.head = nn.Linear(c.embed_dims[3], num_classes)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0, (2.0 / fan_out) ** 0.5)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    # ----------------------------------------------------------------------------------------
+    # attention implementation
+    @property
+    def attention(self) -> AttentionImpl:
+        return next(m.implementation for m in self.modules() if isinstance(m, AggregatedAttention))
+
+    def set_attention(self, implementation: AttentionImpl) -> "TransNeXt":
+        if implementation not in ATTENTION_IMPLS:
+            raise ValueError(f"attention must be one of {ATTENTION_IMPLS}, got {implementation!r}")
+        for m in self.modules():
+            if isinstance(m, (AggregatedAttention, Attention, DWConv)):
+                m.implementation = implementation
+        return self
+
+    # ----------------------------------------------------------------------------------------
+    # geometry
+    @property
+    def min_input_side(self) -> int:
+        return min_input_side(self.config)
+
+    def check_input_size(self, height: int, width: int) -> None:
+        """Raise ValueError naming the stage and reason when an input size cannot be handled."""
+        if height < 1 or width < 1:
+            raise ValueError(f"input size {height}x{width} must be positive")
+        grids = stage_grids(height, width)
+        for i, (grid, sr, ws) in enumerate(zip(grids, self.config.sr_ratios, self.config.window_sizes)):
+            if ws and (grid[0] // sr < 1 or grid[1] // sr < 1):
+                raise ValueError(
+                    f"input {height}x{width} is too small for transnext_{self.name}: stage {i + 1} has a "
+                    f"{grid[0]}x{grid[1]} token grid and sr_ratio {sr}, so its pool grid would be empty "
+                    f"(smallest accepted side: {self.min_input_side})")
+
+    def geometry(self, height: int, width: int) -> list[StageGeometry]:
+        key = (height, width)
+        if key not in self._geometry:
+            self.check_input_size(height, width)
+            self._geometry[key] = self._build_geometry(height, width)
+        return self._geometry[key]
+
+    def _build_geometry(self, height: int, width: int) -> list[StageGeometry]:
+        c = self.config
+        pretrain = trained_grids(*self.pretrain_size)
+        trained = trained_grids(*(self.img_size if self.backbone else self.pretrain_size))
+        return [
+            stage_geometry(grid, c.sr_ratios[i], c.window_sizes[i], pretrain[i],
+                           trained[i] if self.position_bias == "interpolate" else None)
+            for i, grid in enumerate(stage_grids(height, width))
+        ]
+
+    # ----------------------------------------------------------------------------------------
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The four stage outputs after `norm{i}`, NCHW."""
+        B, _, height, width = x.shape
+        if not self.backbone and (height, width) != self.img_size:
+            raise ValueError(f"this classifier is built for {self.img_size[0]}x{self.img_size[1]} inputs, got "
+                             f"{height}x{width}; rebuild it with img_size=({height}, {width}) or use backbone=True")
+        geometry = self.geometry(int(height), int(width))
+        outs = []
+        for i in range(self.num_stages):
+            x, H, W = getattr(self, f"patch_embed{i + 1}")(x)
+            geo = geometry[i].to(x.device)
+            for blk in getattr(self, f"block{i + 1}"):
+                x = blk(x, geo)
+            x = getattr(self, f"norm{i + 1}")(x)
+            x = x.reshape(B, H, W, -1).permute(0, 3, 1, 2)
+            outs.append(x)
+        return outs
+
+    def forward(self, x: torch.Tensor):
+        features = self.forward_features(x)
+        if self.backbone:
+            return features
+        return self.head(features[-1].flatten(2).mean(-1))
+
+
+def create_model(
+    name: str,
+    img_size: int | tuple[int, int] | None = None,
+    pretrain_size: int | tuple[int, int] | None = None,
+    backbone: bool = False,
+    position_bias: PositionBiasMode = "extrapolate",
+    attention: AttentionImpl = "fast",
+    num_classes: int = 1000,
+) -> TransNeXt:
+    """Build a TransNeXt variant: one of `list_models()`. See the module docstring for sizes."""
+    key = name.removeprefix("transnext_")
+    if key not in VARIANTS:
+        raise ValueError(f"unknown TransNeXt variant {name!r}; choose one of {', '.join(VARIANTS)}")
+    return TransNeXt(VARIANTS[key], name=key, img_size=img_size, pretrain_size=pretrain_size, backbone=backbone,
+                     position_bias=position_bias, attention=attention, num_classes=num_classes)
+
+
+def list_models() -> list[str]:
+    return list(VARIANTS)

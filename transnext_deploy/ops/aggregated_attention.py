@@ -1,0 +1,164 @@
+"""The fused aggregated-attention op: its contract and its PyTorch decomposition.
+
+One op covers everything in an AggregatedAttention block between the input projections
+(`q`, `kv` on the tokens, `kv` on the pooled tokens) and `proj`: per-head l2-normalisation of
+queries and keys, query embedding and scaling, the window (local) scores with their bias and
+border masking, the pooled scores with the continuous position bias, one softmax over both,
+and both weighted sums including the learnable-token term. The contract is written out in
+`plugins/aggregated_attention/README.md`; the exporter, the ONNX rewrite, the CPU runtime op,
+the C++ plugin (`plugins/aggregated_attention/aggregatedAttentionContract.h`) and the tests
+all read the names below.
+
+`aggregated_attention_core` is the standard-op decomposition of the op. The fast PyTorch
+model calls it, so the exported standard graph contains it, and the ONNX local function that
+backs the custom node has the same math. It never materialises unfolded keys or values: the
+window is visited as `window_size**2` shifted views of zero-padded keys and values.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+OP_NAME = "TransNeXtAggregatedAttention"
+OP_DOMAIN = "transnext"
+OP_VERSION = "1"
+OP_NAMESPACE = ""
+
+# Input order of the op. Every input has the same element type (float32 or float16).
+INPUT_NAMES = (
+    "query",  # (B, N, C): output of the `q` Linear, heads interleaved as C = num_heads * head_dim
+    "key_value",  # (B, N, 2C): output of `kv` on the tokens; keys are channels [0, C), values [C, 2C)
+    "pooled_key_value",  # (B, P, 2C): output of `kv` on the pooled tokens, same split
+    "query_embedding",  # (num_heads, head_dim)
+    "temperature_scale",  # (num_heads,): softplus(temperature)
+    "local_bias",  # (num_heads, L): relative_pos_bias_local, L = window_size**2
+    "learnable_tokens",  # (num_heads, head_dim, L)
+    "learnable_bias",  # (num_heads, L)
+    "pool_bias",  # (num_heads, N, P): continuous position bias of the pooled keys
+)
+OUTPUT_NAMES = ("output",)  # (B, N, C), heads merged back, ready for `proj`
+
+# Integer attributes. N = height * width, P = pool_height * pool_width.
+ATTRIBUTE_NAMES = ("num_heads", "height", "width", "window_size", "pool_height", "pool_width")
+# TensorRT's ONNX parser looks the plugin up by op_type, this version string and namespace.
+PLUGIN_VERSION_ATTRIBUTE = "plugin_version"
+
+# F.normalize's epsilon: x / max(||x||, eps).
+L2_EPS = 1e-12
+
+
+def local_valid_counts(height: int, width: int, window_size: int) -> torch.Tensor:
+    """Number of in-image window positions for every query pixel, shape (H*W,)."""
+    r = window_size // 2
+    rows = torch.arange(height)
+    cols = torch.arange(width)
+    count_h = (torch.clamp(rows + r, max=height - 1) - torch.clamp(rows - r, min=0) + 1)
+    count_w = (torch.clamp(cols + r, max=width - 1) - torch.clamp(cols - r, min=0) + 1)
+    return (count_h[:, None] * count_w[None, :]).reshape(-1)
+
+
+def sequence_length_scale(height: int, width: int, window_size: int, pool_len: int) -> torch.Tensor:
+    """ln(valid local positions + pooled positions) per query, shape (H*W, 1)."""
+    counts = local_valid_counts(height, width, window_size).to(torch.float64)
+    return torch.log(counts + pool_len).to(torch.float32).unsqueeze(-1)
+
+
+def local_border_mask(height: int, width: int, window_size: int) -> torch.Tensor:
+    """Additive mask (H, W, L): 0 where the window position is inside the image, -inf outside."""
+    r = window_size // 2
+    rows = torch.arange(height)[:, None] + torch.arange(-r, r + 1)[None, :]  # (H, w)
+    cols = torch.arange(width)[:, None] + torch.arange(-r, r + 1)[None, :]  # (W, w)
+    ok_h = (rows >= 0) & (rows < height)
+    ok_w = (cols >= 0) & (cols < width)
+    ok = ok_h[:, None, :, None] & ok_w[None, :, None, :]  # (H, W, w, w)
+    mask = torch.zeros(ok.shape, dtype=torch.float32).masked_fill(~ok, float("-inf"))
+    return mask.reshape(height, width, window_size * window_size)
+
+
+def aggregated_attention_core(
+    query: torch.Tensor,
+    key_value: torch.Tensor,
+    pooled_key_value: torch.Tensor,
+    query_embedding: torch.Tensor,
+    temperature_scale: torch.Tensor,
+    local_bias: torch.Tensor,
+    learnable_tokens: torch.Tensor,
+    learnable_bias: torch.Tensor,
+    pool_bias: torch.Tensor,
+    *,
+    num_heads: int,
+    height: int,
+    width: int,
+    window_size: int,
+) -> torch.Tensor:
+    """The op in standard tensor operations; shapes as in INPUT_NAMES, returns (B, N, C)."""
+    B, N, C = query.shape
+    P = pooled_key_value.shape[1]
+    nh = num_heads
+    d = C // nh
+    w = window_size
+    r = w // 2
+    L = w * w
+    H, W = height, width
+
+    q = query.reshape(B, H, W, nh, d)
+    q_norm = F.normalize(q, dim=-1)
+    seq_scale = sequence_length_scale(H, W, w, P).to(query.dtype).reshape(H, W, 1, 1)
+    q_scaled = (q_norm + query_embedding) * temperature_scale.reshape(nh, 1) * seq_scale
+
+    k, v = key_value.reshape(B, H, W, 2, nh, d).unbind(3)
+    k = F.normalize(k, dim=-1)
+    # Zero padding: an out-of-image key scores only its bias (masked to -inf below) and an
+    # out-of-image value is zero, so it contributes nothing to the output.
+    k_pad = F.pad(k, (0, 0, 0, 0, r, r, r, r))
+    v_pad = F.pad(v, (0, 0, 0, 0, r, r, r, r))
+
+    local_scores = torch.stack(
+        [(q_scaled * k_pad[:, a:a + H, b:b + W]).sum(-1) for a in range(w) for b in range(w)], dim=-1
+    )  # (B, H, W, nh, L)
+    border = local_border_mask(H, W, w).to(query.dtype).reshape(H, W, 1, L)
+    local_scores = local_scores + local_bias + border
+
+    k_pool, v_pool = pooled_key_value.reshape(B, P, 2, nh, d).unbind(2)
+    k_pool = F.normalize(k_pool, dim=-1)
+    q_scaled_h = q_scaled.reshape(B, N, nh, d).transpose(1, 2)  # (B, nh, N, d)
+    pool_scores = q_scaled_h @ k_pool.permute(0, 2, 3, 1) + pool_bias  # (B, nh, N, P)
+
+    local_scores = local_scores.reshape(B, N, nh, L).transpose(1, 2)  # (B, nh, N, L)
+    attn = torch.cat([local_scores, pool_scores], dim=-1).softmax(dim=-1)
+    attn_local, attn_pool = attn.split([L, P], dim=-1)
+
+    q_norm_h = q_norm.reshape(B, N, nh, d).transpose(1, 2)
+    local_weights = attn_local + q_norm_h @ learnable_tokens + learnable_bias.unsqueeze(1)
+    local_weights = local_weights.transpose(1, 2).reshape(B, H, W, nh, L)
+
+    out = attn_pool @ v_pool.transpose(1, 2)  # (B, nh, N, d)
+    out = out.transpose(1, 2).reshape(B, H, W, nh, d)
+    for a in range(w):
+        for b in range(w):
+            out = out + local_weights[..., a * w + b, None] * v_pad[:, a:a + H, b:b + W]
+    return out.reshape(B, N, C)
+
+
+def pool_grid(height: int, width: int, sr_ratio: int) -> tuple[int, int]:
+    """Pool grid of an aggregated-attention stage (floor division, as the reference)."""
+    return height // sr_ratio, width // sr_ratio
+
+
+__all__ = [
+    "OP_NAME",
+    "OP_DOMAIN",
+    "OP_VERSION",
+    "OP_NAMESPACE",
+    "INPUT_NAMES",
+    "OUTPUT_NAMES",
+    "ATTRIBUTE_NAMES",
+    "PLUGIN_VERSION_ATTRIBUTE",
+    "L2_EPS",
+    "aggregated_attention_core",
+    "local_border_mask",
+    "local_valid_counts",
+    "sequence_length_scale",
+    "pool_grid",
+]
