@@ -228,10 +228,10 @@ def _compute_position_bias(attn: nn.Module, geo: StageGeometry, plain: bool) -> 
     return resize_bias(bias, geo.bias_query_grid, geo.bias_key_grid, geo.grid, geo.pool_grid)
 
 
-def _adaptive_avg_pool(x: torch.Tensor, out: tuple[int, int]) -> torch.Tensor:
+def _adaptive_avg_pool(x: torch.Tensor, grid: tuple[int, int], out: tuple[int, int]) -> torch.Tensor:
     """adaptive_avg_pool2d in a form every exporter handles: a strided average pool when the grid
     divides evenly, else two small averaging matmuls (same windows as the reference)."""
-    H, W = x.shape[-2:]
+    H, W = grid
     if H % out[0] == 0 and W % out[1] == 0:
         kh, kw = H // out[0], W // out[1]
         return F.avg_pool2d(x, (kh, kw), (kh, kw))
@@ -294,7 +294,7 @@ class AggregatedAttention(nn.Module):
         H, W = geo.grid
         x_ = x.transpose(1, 2).reshape(B, C, H, W)
         x_ = self.act(self.sr(x_))
-        x_ = _adaptive_avg_pool(x_, geo.pool_grid) if exportable else F.adaptive_avg_pool2d(x_, geo.pool_grid)
+        x_ = _adaptive_avg_pool(x_, geo.grid, geo.pool_grid) if exportable else F.adaptive_avg_pool2d(x_, geo.pool_grid)
         return self.norm(x_.reshape(B, C, -1).transpose(1, 2))
 
     def forward_fast(self, x: torch.Tensor, geo: StageGeometry) -> torch.Tensor:
@@ -313,6 +313,8 @@ class AggregatedAttention(nn.Module):
             height=geo.grid[0],
             width=geo.grid[1],
             window_size=self.window_size,
+            pool_height=geo.pool_grid[0],
+            pool_width=geo.pool_grid[1],
         )
         return self.proj(out)
 

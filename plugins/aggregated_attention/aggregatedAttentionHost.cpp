@@ -1,0 +1,198 @@
+// Host (CPU) reference of the aggregated-attention op: the math header over all queries.
+// Mirrors the CUDA kernel's structure: for each (batch, head) the pooled keys are normalised
+// and the pooled values converted once (stagePooledRow), then every query runs beginQuery,
+// accumulatePooled over all P staged rows, and finishQuery.
+#include "aggregatedAttentionHost.h"
+#include "aggregatedAttentionMath.h"
+
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <thread>
+#include <vector>
+
+namespace
+{
+using namespace transnext::aa;
+
+void writeMessage(char* message, int64_t capacity, char const* text)
+{
+    if (message != nullptr && capacity > 0)
+    {
+        snprintf(message, static_cast<size_t>(capacity), "%s", text);
+    }
+}
+
+template <int MaxD, typename T>
+void runHead(Problem const& p, Inputs<T> const& in, T* out, int64_t b, int32_t h, std::vector<float>& staged)
+{
+    int64_t const P = p.pooledLen;
+    int32_t const d = p.headDim;
+    staged.resize(static_cast<size_t>(2 * P * d));
+    float* keys = staged.data();
+    float* values = staged.data() + P * d;
+    for (int64_t q = 0; q < P; ++q)
+    {
+        stagePooledRow<MaxD>(keys + q * d, values + q * d, p, in.pooledKeyValue, b, q, h);
+    }
+    for (int64_t n = 0; n < p.numTokens; ++n)
+    {
+        QueryState<MaxD> st;
+        beginQuery(st, p, in, b, n, h);
+        accumulatePooled(st, keys, values, 0, P, in.poolBias + poolBiasOffset(p, h, n, 0), d);
+        finishQuery(st, p, in, out, b, n, h);
+    }
+}
+
+template <int MaxD, typename T>
+void runAll(Problem const& p, Inputs<T> const& in, T* out, int32_t numThreads)
+{
+    int64_t const jobs = p.batch * p.numHeads;
+    int64_t const workers = std::max<int64_t>(1, std::min<int64_t>(numThreads, jobs));
+    if (workers == 1)
+    {
+        std::vector<float> staged;
+        for (int64_t job = 0; job < jobs; ++job)
+        {
+            runHead<MaxD>(p, in, out, job / p.numHeads, static_cast<int32_t>(job % p.numHeads), staged);
+        }
+        return;
+    }
+    std::atomic<int64_t> next{0};
+    auto worker = [&]() {
+        std::vector<float> staged;
+        for (int64_t job = next++; job < jobs; job = next++)
+        {
+            runHead<MaxD>(p, in, out, job / p.numHeads, static_cast<int32_t>(job % p.numHeads), staged);
+        }
+    };
+    std::vector<std::thread> threads;
+    for (int64_t t = 1; t < workers; ++t)
+    {
+        threads.emplace_back(worker);
+    }
+    worker();
+    for (auto& t : threads)
+    {
+        t.join();
+    }
+}
+
+template <typename T>
+int32_t forward(Inputs<T> const& in, T* out, int64_t batch, int64_t channels, int64_t numHeads, int64_t height,
+    int64_t width, int64_t windowSize, int64_t poolHeight, int64_t poolWidth, int32_t numThreads, char* message,
+    int64_t capacity)
+{
+    Problem const p = makeProblem(batch, channels, numHeads, height, width, windowSize, poolHeight, poolWidth);
+    char buffer[256];
+    Status const status = validateProblem(p, buffer, sizeof(buffer));
+    if (status != kStatusOk)
+    {
+        writeMessage(message, capacity, buffer);
+        return status;
+    }
+    void const* pointers[] = {in.query, in.keyValue, in.pooledKeyValue, in.queryEmbedding, in.temperatureScale,
+        in.localBias, in.learnableTokens, in.learnableBias, in.poolBias};
+    for (int k = 0; k < kNumInputs; ++k)
+    {
+        if (pointers[k] == nullptr)
+        {
+            snprintf(buffer, sizeof(buffer), "input %d (%s) is a null pointer", k, kInputNames[k]);
+            writeMessage(message, capacity, buffer);
+            return kStatusNullPointer;
+        }
+    }
+    if (out == nullptr)
+    {
+        writeMessage(message, capacity, "output is a null pointer");
+        return kStatusNullPointer;
+    }
+    try
+    {
+        switch (maxHeadDimBucket(p.headDim))
+        {
+        case 16: runAll<16>(p, in, out, numThreads); break;
+        case 24: runAll<24>(p, in, out, numThreads); break;
+        case 32: runAll<32>(p, in, out, numThreads); break;
+        case 48: runAll<48>(p, in, out, numThreads); break;
+        case 64: runAll<64>(p, in, out, numThreads); break;
+        default: writeMessage(message, capacity, "internal: no head_dim bucket"); return kStatusInternal;
+        }
+    }
+    catch (std::exception const& e)
+    {
+        snprintf(buffer, sizeof(buffer), "internal: %s", e.what());
+        writeMessage(message, capacity, buffer);
+        return kStatusInternal;
+    }
+    writeMessage(message, capacity, "");
+    return kStatusOk;
+}
+
+} // namespace
+
+extern "C" {
+
+int32_t transnext_aa_host_abi_version(void)
+{
+    return TRANSNEXT_AA_HOST_ABI_VERSION;
+}
+
+int32_t transnext_aa_max_head_dim(void)
+{
+    return kMaxHeadDim;
+}
+
+int32_t transnext_aa_max_window_size(void)
+{
+    return kMaxWindowSize;
+}
+
+int32_t transnext_aa_validate(int64_t batch, int64_t channels, int64_t num_heads, int64_t height, int64_t width,
+    int64_t window_size, int64_t pool_height, int64_t pool_width, char* message, int64_t message_capacity)
+{
+    Problem const p = makeProblem(batch, channels, num_heads, height, width, window_size, pool_height, pool_width);
+    char buffer[256];
+    Status const status = validateProblem(p, buffer, sizeof(buffer));
+    writeMessage(message, message_capacity, buffer);
+    return status;
+}
+
+int32_t transnext_aa_forward_f32(float const* query, float const* key_value, float const* pooled_key_value,
+    float const* query_embedding, float const* temperature_scale, float const* local_bias,
+    float const* learnable_tokens, float const* learnable_bias, float const* pool_bias, float* output, int64_t batch,
+    int64_t channels, int64_t num_heads, int64_t height, int64_t width, int64_t window_size, int64_t pool_height,
+    int64_t pool_width, int32_t num_threads, char* message, int64_t message_capacity)
+{
+    Inputs<float> const in{query, key_value, pooled_key_value, query_embedding, temperature_scale, local_bias,
+        learnable_tokens, learnable_bias, pool_bias};
+    return forward(in, output, batch, channels, num_heads, height, width, window_size, pool_height, pool_width,
+        num_threads, message, message_capacity);
+}
+
+int32_t transnext_aa_forward_f16(uint16_t const* query, uint16_t const* key_value, uint16_t const* pooled_key_value,
+    uint16_t const* query_embedding, uint16_t const* temperature_scale, uint16_t const* local_bias,
+    uint16_t const* learnable_tokens, uint16_t const* learnable_bias, uint16_t const* pool_bias, uint16_t* output,
+    int64_t batch, int64_t channels, int64_t num_heads, int64_t height, int64_t width, int64_t window_size,
+    int64_t pool_height, int64_t pool_width, int32_t num_threads, char* message, int64_t message_capacity)
+{
+    static_assert(sizeof(SoftHalf) == sizeof(uint16_t) && alignof(SoftHalf) == alignof(uint16_t),
+        "SoftHalf must have the layout of uint16_t");
+    auto h = [](uint16_t const* p) { return reinterpret_cast<SoftHalf const*>(p); };
+    Inputs<SoftHalf> const in{h(query), h(key_value), h(pooled_key_value), h(query_embedding), h(temperature_scale),
+        h(local_bias), h(learnable_tokens), h(learnable_bias), h(pool_bias)};
+    return forward(in, reinterpret_cast<SoftHalf*>(output), batch, channels, num_heads, height, width, window_size,
+        pool_height, pool_width, num_threads, message, message_capacity);
+}
+
+uint16_t transnext_aa_float_to_half(float value)
+{
+    return floatToHalfBits(value);
+}
+
+float transnext_aa_half_to_float(uint16_t bits)
+{
+    return halfBitsToFloat(bits);
+}
+
+} // extern "C"
