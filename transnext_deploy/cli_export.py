@@ -1,0 +1,79 @@
+"""`transnext-deploy export`: the CLI layer over `transnext_deploy.export`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from .cli import UserError, app, console, one_line_errors
+
+
+@app.command("export")
+@one_line_errors
+def export_command(
+    size: str = typer.Option(..., "--size", "-s", help="Variant: micro, tiny, small, base or micro_AAAA."),
+    resolution: list[str] = typer.Option(  # noqa: B008
+        [], "--resolution", "-r",
+        help="Input size, SIDE or HEIGHTxWIDTH; repeat for one artifact per resolution. "
+             "Default: the variant's training size (224; 256 for micro_AAAA)."),
+    pretrain_size: Optional[int] = typer.Option(  # noqa: UP007
+        None, "--pretrain-size",
+        help="Resolution the weights were pre-trained at; scales the position-bias coordinates. "
+             "Default: the variant's training size (224 for the 384 fine-tuned weights too)."),
+    checkpoint: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--checkpoint", "-c",
+        help="Official .pth (bare or wrapped state dict), or 'official' to download it. "
+             "Default: random weights, for structure and speed only."),
+    mode: str = typer.Option("classify", "--mode", "-m",
+                             help="classify: logits (1000 classes); backbone: the four NCHW stage features."),
+    position_bias: str = typer.Option(
+        "extrapolate", "--position-bias",
+        help="extrapolate: position-bias MLP on the export grid; interpolate: on the trained grid, resized."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset (>= 17)."),
+    output: Path = typer.Option(Path("artifacts"), "--output", "-o",  # noqa: B008
+                                help="Directory that receives one sub-directory per resolution."),
+    tolerance: float = typer.Option(1e-4, "--tolerance",
+                                    help="Largest max-abs difference from PyTorch (fp32) that passes validation."),
+    threads: int = typer.Option(2, "--threads", help="onnxruntime threads used for validation."),
+    json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (progress stays on stderr)."),
+) -> None:
+    """Export TransNeXt to ONNX, fuse aggregated attention into custom nodes, validate against PyTorch.
+
+    Writes, per resolution, model.onnx (standard ops), model.aa_plugin.onnx (custom nodes for the
+    TensorRT plugin, TensorRT 10.3+), model.aa_function.onnx (custom nodes with standard-op local
+    functions, TensorRT 10.7+ / any runtime), validation.json and manifest.json. Exits non-zero,
+    leaving no partial directory, when a graph differs from PyTorch by more than --tolerance.
+    """
+    from .export import ExportOptions, export, parse_resolution, summary
+
+    if mode not in ("classify", "backbone"):
+        raise UserError(f"--mode must be classify or backbone, got {mode!r}")
+    if position_bias not in ("extrapolate", "interpolate"):
+        raise UserError(f"--position-bias must be extrapolate or interpolate, got {position_bias!r}")
+    options = ExportOptions(
+        variant=size.removeprefix("transnext_"), resolutions=[parse_resolution(r) for r in resolution], mode=mode,
+        pretrain_size=pretrain_size, checkpoint=checkpoint, opset=opset, output_dir=output,
+        position_bias=position_bias, tolerance=tolerance, threads=threads)
+    steps_per_artifact = 5
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        count = max(1, len(options.resolutions))
+        task = progress.add_task(f"export transnext_{options.variant}", total=count * steps_per_artifact)
+
+        def on_step(res, step):
+            progress.update(task, description=f"{res[0]}x{res[1]}: {step}", advance=1)
+
+        results = export(options, progress=on_step)
+        progress.update(task, completed=count * steps_per_artifact, description="done")
+    for r in results:
+        for note in r.notes:
+            console.print(f"[yellow]note:[/] {note}")
+        worst = max(g["max_abs"] for g in r.validation["graphs"].values())
+        console.print(f"[green]ok[/] {r.directory}: {r.blocks_fused} fused blocks, max-abs vs PyTorch {worst:.2e}, "
+                      f"{sum(r.files.values()) / 1e6:.1f} MB, {r.seconds:.0f} s")
+    if json_output:
+        typer.echo(json.dumps(summary(results), indent=2))

@@ -1,0 +1,419 @@
+"""Export: PyTorch TransNeXt -> validated ONNX artifacts, one directory per resolution.
+
+Each artifact directory holds
+- `model.onnx`: standard ONNX ops only (opset >= 17, dynamic batch, static spatial size);
+- `model.aa_plugin.onnx`: every aggregated-attention core replaced by one `TransNeXtAggregatedAttention`
+  node (what TensorRT's parser maps to the plugin; any TensorRT 10.x, JetPack 6's 10.3 included);
+- `model.aa_function.onnx`: the same nodes, each backed by its standard-op decomposition as an ONNX
+  local function (TensorRT >= 10.7 takes the plugin when it is loaded; onnxruntime inlines the body);
+- `validation.json`: every graph run against the PyTorch model on several inputs;
+- `manifest.json`: what was exported, from what, with which tools, sha256 of every file, and the
+  `trtexec` / `polygraphy` command lines that load it.
+
+A directory is assembled under a temporary name and renamed into place only when every check
+passed, so a failed export leaves nothing that looks complete.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import platform
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from . import __version__
+from .checkpoint import CheckpointError, download_weights, load_checkpoint, official_weights, sha256sum
+from .models import create_model
+from .models.transnext import AggregatedAttention, TransNeXt
+from .ops.aggregated_attention import OP_DOMAIN, OP_NAME, OP_VERSION
+from .rewrite import fused_model, function_form
+from .validation import error_stats, top1_agreement
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 17
+DEFAULT_TOLERANCE = 1e-4  # max-abs, fp32, against the PyTorch model
+INPUT_NAME = "images"
+STANDARD_FILE = "model.onnx"
+PLUGIN_FILE = "model.aa_plugin.onnx"
+FUNCTION_FILE = "model.aa_function.onnx"
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+# Largest model a single protobuf can hold; past it the weights go to an external data file.
+PROTOBUF_LIMIT = 2**31 - 1
+
+
+class ExportError(Exception):
+    """An export that cannot be done or did not validate; the message is one line."""
+
+
+@dataclass
+class ExportOptions:
+    variant: str
+    resolutions: Sequence[int | tuple[int, int]] = ()
+    mode: str = "classify"  # or "backbone"
+    pretrain_size: int | None = None
+    checkpoint: str | None = None  # path, "official", or None for random weights
+    opset: int = DEFAULT_OPSET
+    output_dir: str | os.PathLike = "artifacts"
+    position_bias: str = "extrapolate"
+    tolerance: float = DEFAULT_TOLERANCE
+    seed: int = 0
+    threads: int = 2
+
+
+@dataclass
+class ArtifactResult:
+    directory: str
+    resolution: tuple[int, int]
+    files: dict[str, int]  # name -> bytes
+    blocks_fused: int
+    validation: dict
+    passed: bool
+    seconds: float = 0.0
+    engines: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _pair(size) -> tuple[int, int]:
+    if isinstance(size, int):
+        return (size, size)
+    h, w = size
+    return (int(h), int(w))
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """'224' or '224x320' (height x width)."""
+    parts = text.lower().replace("*", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise ExportError(f"resolution {text!r} is not a number or HEIGHTxWIDTH") from None
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or min(values) <= 0:
+        raise ExportError(f"resolution {text!r} must be a positive side or HEIGHTxWIDTH")
+    return values[0], values[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# model and inputs
+
+
+def build_model(options: ExportOptions, resolution: tuple[int, int]) -> tuple[TransNeXt, dict]:
+    """The PyTorch reference for one resolution, with its weights; returns (model, weights info)."""
+    try:
+        model = create_model(options.variant, img_size=resolution, pretrain_size=options.pretrain_size,
+                             backbone=options.mode == "backbone", position_bias=options.position_bias)
+    except ValueError as exc:
+        raise ExportError(f"cannot build transnext_{options.variant} for {resolution[0]}x{resolution[1]}: {exc}") \
+            from None
+    model.eval()
+    if options.checkpoint is None:
+        torch.manual_seed(options.seed)
+        model.apply(model._init_weights)
+        weights = {"source": "random", "seed": options.seed,
+                   "note": "no checkpoint given: randomly initialised weights (structure and speed only)"}
+    else:
+        path = options.checkpoint
+        if path == "official":
+            path = str(download_weights(official_weights(options.variant)))
+        report = load_checkpoint(model, path)
+        weights = {"source": str(Path(path).resolve()), "sha256": sha256sum(path), "ignored_keys": report.ignored}
+    return model, weights
+
+
+def validation_inputs(resolution: tuple[int, int], seed: int) -> dict[str, np.ndarray]:
+    """Named inputs: random normal (batch 2), ImageNet-normalised uniform noise, and a real photo
+    when one ships with an installed package (matplotlib's sample data)."""
+    g = np.random.default_rng(seed)
+    h, w = resolution
+    inputs = {
+        "random_normal_batch2": g.standard_normal((2, 3, h, w)).astype(np.float32),
+        "uniform_image": ((g.random((1, h, w, 3), dtype=np.float32) - IMAGENET_MEAN) / IMAGENET_STD)
+        .transpose(0, 3, 1, 2).copy(),
+    }
+    photo = _sample_photo(resolution)
+    if photo is not None:
+        inputs["photo_grace_hopper"] = photo
+    return inputs
+
+
+def _sample_photo(resolution: tuple[int, int]) -> np.ndarray | None:
+    try:
+        from matplotlib import cbook
+        from PIL import Image
+
+        with cbook.get_sample_data("grace_hopper.jpg") as f:
+            image = Image.open(f).convert("RGB").resize((resolution[1], resolution[0]), Image.BILINEAR)
+    except Exception:  # noqa: BLE001 - the photo is a bonus input; its absence is reported, not fatal
+        return None
+    array = (np.asarray(image, dtype=np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return array.transpose(2, 0, 1)[None].copy()
+
+
+# ---------------------------------------------------------------------------------------------
+# ONNX
+
+
+def output_names(model: TransNeXt) -> list[str]:
+    return [f"stage{i + 1}" for i in range(4)] if model.backbone else ["logits"]
+
+
+def export_standard(model: TransNeXt, resolution: tuple[int, int], opset: int) -> onnx.ModelProto:
+    """Trace the fast model into standard ONNX ops, fold small constants, check it."""
+    import onnx_graphsurgeon as gs
+
+    h, w = resolution
+    model.geometry(h, w)  # build the per-resolution tables outside the trace
+    names = output_names(model)
+    dynamic = {INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in names}}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, 3, h, w),), buffer, dynamo=False, opset_version=opset,
+                          input_names=[INPUT_NAME], output_names=names, dynamic_axes=dynamic)
+    graph = gs.import_onnx(onnx.load_from_string(buffer.getvalue()))
+    # Fold constants up to 1 MiB: shape arithmetic and reshaped parameters disappear, while the
+    # position-bias MLPs, whose (heads, N, P) outputs grow with resolution^4, stay small subgraphs.
+    graph.fold_constants(size_threshold=1 << 20).cleanup().toposort()
+    proto = gs.export_onnx(graph)
+    proto.producer_name = "transnext-deploy"
+    proto.producer_version = __version__
+    return proto
+
+
+def check_model(proto: onnx.ModelProto, what: str) -> None:
+    try:
+        if proto.ByteSize() < PROTOBUF_LIMIT:
+            onnx.checker.check_model(proto, full_check=True)
+        onnx.shape_inference.infer_shapes(proto, strict_mode=True, check_type=True, data_prop=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ExportError(f"{what} fails the ONNX checker: {str(exc).splitlines()[0]}") from None
+
+
+def _save(proto: onnx.ModelProto, path: Path) -> None:
+    if proto.ByteSize() >= PROTOBUF_LIMIT:
+        onnx.save(proto, str(path), save_as_external_data=True, location=path.name + ".data")
+    else:
+        onnx.save(proto, str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+def validate(model: TransNeXt, graphs: dict[str, Path], resolution: tuple[int, int], options: ExportOptions
+             ) -> dict:
+    """Run every graph on every validation input against PyTorch."""
+    from .runtime import cpu_session
+
+    inputs = validation_inputs(resolution, options.seed)
+    names = output_names(model)
+    references = {}
+    with torch.no_grad():
+        for label, x in inputs.items():
+            out = model(torch.from_numpy(x))
+            outs = out if isinstance(out, list) else [out]
+            references[label] = [o.numpy() for o in outs]
+    report = {"tolerance_max_abs": options.tolerance, "inputs": list(inputs), "graphs": {}}
+    for graph_name, path in graphs.items():
+        session = cpu_session(path, threads=options.threads)
+        per_input = {}
+        worst = 0.0
+        for label, x in inputs.items():
+            got = session.run(names, {INPUT_NAME: x})
+            entry = {}
+            for name, ref, out in zip(names, references[label], got):
+                stats = error_stats(ref, out).as_dict()
+                if not model.backbone:
+                    stats["top1_agreement"] = top1_agreement(ref, out)
+                entry[name] = stats
+                worst = max(worst, stats["max_abs"]) if math.isfinite(stats["max_abs"]) else math.inf
+            per_input[label] = entry
+        report["graphs"][graph_name] = {"max_abs": worst, "passed": worst <= options.tolerance, "inputs": per_input}
+    report["passed"] = all(g["passed"] for g in report["graphs"].values())
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# manifest
+
+
+def _tool_versions() -> dict[str, str]:
+    versions = {"transnext_deploy": __version__, "python": platform.python_version()}
+    for module in ("torch", "onnx", "onnxruntime", "onnx_graphsurgeon", "polygraphy", "onnxruntime_extensions",
+                   "tensorrt"):
+        try:
+            versions[module] = str(__import__(module).__version__)
+        except Exception:  # noqa: BLE001
+            versions[module] = "not installed"
+    return versions
+
+
+def _commands(resolution: tuple[int, int]) -> dict[str, str]:
+    h, w = resolution
+    shapes = (f"--minShapes={INPUT_NAME}:1x3x{h}x{w} --optShapes={INPUT_NAME}:8x3x{h}x{w} "
+              f"--maxShapes={INPUT_NAME}:32x3x{h}x{w}")
+    plugin = "$TRANSNEXT_AA_PLUGIN"  # path of libtransnext_aa_plugin.so (`transnext-deploy build-plugin`)
+    poly_shapes = (f"--trt-min-shapes {INPUT_NAME}:[1,3,{h},{w}] --trt-opt-shapes {INPUT_NAME}:[8,3,{h},{w}] "
+                   f"--trt-max-shapes {INPUT_NAME}:[32,3,{h},{w}] --input-shapes {INPUT_NAME}:[1,3,{h},{w}]")
+    return {
+        "trtexec_standard": f"trtexec --onnx={STANDARD_FILE} {shapes} --fp16 --saveEngine=model.fp16.engine",
+        "trtexec_plugin": f"trtexec --onnx={PLUGIN_FILE} --staticPlugins={plugin} {shapes} --fp16 "
+                          f"--saveEngine=model.aa_plugin.fp16.engine",
+        "trtexec_function": f"trtexec --onnx={FUNCTION_FILE} --staticPlugins={plugin} {shapes} --fp16 "
+                            f"--saveEngine=model.aa_function.fp16.engine",
+        "polygraphy_compare": f"polygraphy run {FUNCTION_FILE} --trt --onnxrt --plugins {plugin} {poly_shapes} "
+                              f"--atol 1e-4 --rtol 1e-4",
+        "polygraphy_plugin": f"polygraphy run {PLUGIN_FILE} --trt --plugins {plugin} {poly_shapes}",
+    }
+
+
+def _manifest(model: TransNeXt, options: ExportOptions, resolution, weights, matches, directory: Path) -> dict:
+    h, w = resolution
+    names = output_names(model)
+    if model.backbone:
+        from .models.position_bias import stage_grids
+
+        grids = stage_grids(h, w)
+        outputs = {n: ["batch", model.config.embed_dims[i], *grids[i]] for i, n in enumerate(names)}
+    else:
+        outputs = {"logits": ["batch", model.head.out_features]}
+    overloads = sorted({n.overload for n in onnx.load(str(directory / FUNCTION_FILE), load_external_data=False)
+                        .graph.node if n.op_type == OP_NAME})
+    files = {}
+    for path in sorted(directory.iterdir()):
+        if path.name != "manifest.json":
+            files[path.name] = {"bytes": path.stat().st_size, "sha256": sha256sum(path)}
+    return {
+        "variant": model.name,
+        "resolution": [h, w],
+        "pretrain_size": list(model.pretrain_size),
+        "mode": options.mode,
+        "position_bias": options.position_bias,
+        "opset": options.opset,
+        "weights": weights,
+        "inputs": {INPUT_NAME: ["batch", 3, h, w]},
+        "outputs": outputs,
+        "custom_op": {
+            "name": OP_NAME, "domain": OP_DOMAIN, "version": OP_VERSION, "nodes": len(matches),
+            "function_overloads": overloads,
+            "blocks": [m.attrs for m in matches],
+        },
+        "artifacts": {
+            STANDARD_FILE: "standard ONNX ops (onnxruntime, TensorRT without the plugin)",
+            PLUGIN_FILE: "custom nodes only: TensorRT 10.x (JetPack 6 = 10.3) with the plugin library loaded",
+            FUNCTION_FILE: "custom nodes with local-function bodies: TensorRT >= 10.7 with the plugin; "
+                           "onnxruntime and others inline the body",
+        },
+        "files": files,
+        "tool_versions": _tool_versions(),
+        "commands": _commands(resolution),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
+
+
+def artifact_name(variant: str, mode: str, resolution: tuple[int, int]) -> str:
+    return f"transnext_{variant}_{mode}_{resolution[0]}x{resolution[1]}"
+
+
+def _check_output_dir(output_dir: Path) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create output directory {output_dir}: {exc.strerror or exc}") from None
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise ExportError(f"output directory {output_dir} is not writable")
+
+
+def export_resolution(options: ExportOptions, resolution: tuple[int, int],
+                      progress: Callable[[str], None] = lambda step: None) -> ArtifactResult:
+    import time
+
+    start = time.perf_counter()
+    output_dir = Path(options.output_dir)
+    final = output_dir / artifact_name(options.variant, options.mode, resolution)
+    progress("building the PyTorch model")
+    model, weights = build_model(options, resolution)
+    expected = sum(isinstance(m, AggregatedAttention) for m in model.modules())
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=output_dir))
+    try:
+        progress("tracing to standard ONNX")
+        standard = export_standard(model, resolution, options.opset)
+        check_model(standard, STANDARD_FILE)
+        _save(standard, staging / STANDARD_FILE)
+        progress("fusing aggregated attention")
+        fused, matches = fused_model(standard, expected=expected)
+        check_model(fused, PLUGIN_FILE)
+        _save(fused, staging / PLUGIN_FILE)
+        progress("attaching local functions")
+        with_functions = function_form(fused, matches, options.opset)
+        check_model(with_functions, FUNCTION_FILE)
+        _save(with_functions, staging / FUNCTION_FILE)
+        del standard, fused, with_functions
+        progress("validating against PyTorch")
+        graphs = {name: staging / name for name in (STANDARD_FILE, PLUGIN_FILE, FUNCTION_FILE)}
+        report = validate(model, graphs, resolution, options)
+        (staging / "validation.json").write_text(json.dumps(report, indent=2))
+        if not report["passed"]:
+            worst = max(report["graphs"].items(), key=lambda kv: kv[1]["max_abs"])
+            raise ExportError(f"{final.name}: {worst[0]} differs from PyTorch by max-abs {worst[1]['max_abs']:.3e} "
+                              f"> tolerance {options.tolerance:g}")
+        manifest = _manifest(model, options, resolution, weights, matches, staging)
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    files = {p.name: p.stat().st_size for p in sorted(final.iterdir())}
+    notes = [weights["note"]] if "note" in weights else []
+    return ArtifactResult(str(final), resolution, files, len(matches), report, True,
+                          round(time.perf_counter() - start, 1), notes=notes)
+
+
+def export(options: ExportOptions, progress: Callable[[tuple[int, int], str], None] | None = None
+           ) -> list[ArtifactResult]:
+    """Export every requested resolution; raises ExportError on the first failure."""
+    from .models.transnext import VARIANTS
+
+    if options.variant not in VARIANTS:
+        raise ExportError(f"unknown size {options.variant!r}; choose one of {', '.join(VARIANTS)}")
+    if options.mode not in ("classify", "backbone"):
+        raise ExportError(f"mode must be classify or backbone, got {options.mode!r}")
+    if options.opset < MIN_OPSET:
+        raise ExportError(f"opset {options.opset} is too old: LayerNormalization needs opset >= {MIN_OPSET}")
+    if options.checkpoint not in (None, "official") and not Path(options.checkpoint).is_file():
+        raise CheckpointError(f"checkpoint not found: {options.checkpoint}")
+    resolutions = [_pair(r) for r in options.resolutions] or [_pair(VARIANTS[options.variant].train_size)]
+    for r in resolutions:  # refuse bad sizes before any work
+        try:
+            create_model(options.variant, img_size=r, pretrain_size=options.pretrain_size,
+                         backbone=options.mode == "backbone", position_bias=options.position_bias)
+        except ValueError as exc:
+            raise ExportError(f"unsupported resolution {r[0]}x{r[1]}: {exc}") from None
+    _check_output_dir(Path(options.output_dir))
+    results = []
+    for r in resolutions:
+        results.append(export_resolution(options, r, (lambda step, r=r: progress(r, step)) if progress else
+                                         (lambda step: None)))
+    return results
+
+
+def summary(results: list[ArtifactResult]) -> dict:
+    return {"artifacts": [asdict(r) | {"resolution": list(r.resolution)} for r in results]}
