@@ -48,7 +48,7 @@ def export_command(
     functions, TensorRT 10.7+ / any runtime), validation.json and manifest.json. Exits non-zero,
     leaving no partial directory, when a graph differs from PyTorch by more than --tolerance.
     """
-    from .export import ExportOptions, export, parse_resolution, summary
+    from .export import ExportOptions, check_options, export, parse_resolution, summary
 
     if mode not in ("classify", "backbone"):
         raise UserError(f"--mode must be classify or backbone, got {mode!r}")
@@ -58,10 +58,10 @@ def export_command(
         variant=size.removeprefix("transnext_"), resolutions=[parse_resolution(r) for r in resolution], mode=mode,
         pretrain_size=pretrain_size, checkpoint=checkpoint, opset=opset, output_dir=output,
         position_bias=position_bias, tolerance=tolerance, threads=threads)
+    count = len(check_options(options))
     steps_per_artifact = 5
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
-        count = max(1, len(options.resolutions))
+                  console=console, transient=True) as progress:
         task = progress.add_task(f"export transnext_{options.variant}", total=count * steps_per_artifact)
 
         def on_step(res, step):

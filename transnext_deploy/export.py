@@ -186,11 +186,38 @@ def export_standard(model: TransNeXt, resolution: tuple[int, int], opset: int) -
     graph = gs.import_onnx(onnx.load_from_string(buffer.getvalue()))
     # Fold constants up to 1 MiB: shape arithmetic and reshaped parameters disappear, while the
     # position-bias MLPs, whose (heads, N, P) outputs grow with resolution^4, stay small subgraphs.
-    graph.fold_constants(size_threshold=1 << 20).cleanup().toposort()
+    graph.fold_constants(size_threshold=1 << 20).cleanup()
+    fold_weight_views(graph)
+    graph.cleanup().toposort()
     proto = gs.export_onnx(graph)
     proto.producer_name = "transnext-deploy"
     proto.producer_version = __version__
     return proto
+
+
+def fold_weight_views(graph) -> int:
+    """Fold Identity/Transpose of a constant whatever its size. A Linear applied twice (the `kv`
+    projection of tokens and of pooled tokens) is traced as one weight plus an Identity or
+    Transpose of it; past the general folding threshold that view would stay an op in front of
+    its MatMul and hide the weight from TensorRT's and the rewrite's view of a Linear layer."""
+    import onnx_graphsurgeon as gs
+
+    folded = 0
+    for node in graph.nodes:
+        if node.op in ("Transpose", "Identity") and node.outputs and isinstance(node.inputs[0], gs.Constant):
+            values = node.inputs[0].values
+            if node.op == "Transpose":
+                values = np.transpose(values, node.attrs.get("perm"))
+            out = node.outputs[0]
+            constant = gs.Constant(out.name, np.ascontiguousarray(values))
+            for consumer in list(out.outputs):
+                for i, t in enumerate(consumer.inputs):
+                    if t is out:
+                        consumer.inputs[i] = constant
+            graph.outputs = [constant if t is out else t for t in graph.outputs]
+            node.outputs.clear()
+            folded += 1
+    return folded
 
 
 def check_model(proto: onnx.ModelProto, what: str) -> None:
@@ -387,9 +414,8 @@ def export_resolution(options: ExportOptions, resolution: tuple[int, int],
                           round(time.perf_counter() - start, 1), notes=notes)
 
 
-def export(options: ExportOptions, progress: Callable[[tuple[int, int], str], None] | None = None
-           ) -> list[ArtifactResult]:
-    """Export every requested resolution; raises ExportError on the first failure."""
+def check_options(options: ExportOptions) -> list[tuple[int, int]]:
+    """Refuse bad options before any work; returns the resolutions to export."""
     from .models.transnext import VARIANTS
 
     if options.variant not in VARIANTS:
@@ -401,17 +427,23 @@ def export(options: ExportOptions, progress: Callable[[tuple[int, int], str], No
     if options.checkpoint not in (None, "official") and not Path(options.checkpoint).is_file():
         raise CheckpointError(f"checkpoint not found: {options.checkpoint}")
     resolutions = [_pair(r) for r in options.resolutions] or [_pair(VARIANTS[options.variant].train_size)]
-    for r in resolutions:  # refuse bad sizes before any work
+    for r in resolutions:
         try:
             create_model(options.variant, img_size=r, pretrain_size=options.pretrain_size,
                          backbone=options.mode == "backbone", position_bias=options.position_bias)
         except ValueError as exc:
             raise ExportError(f"unsupported resolution {r[0]}x{r[1]}: {exc}") from None
     _check_output_dir(Path(options.output_dir))
+    return resolutions
+
+
+def export(options: ExportOptions, progress: Callable[[tuple[int, int], str], None] | None = None
+           ) -> list[ArtifactResult]:
+    """Export every requested resolution; raises ExportError on the first failure."""
     results = []
-    for r in resolutions:
-        results.append(export_resolution(options, r, (lambda step, r=r: progress(r, step)) if progress else
-                                         (lambda step: None)))
+    for r in check_options(options):
+        step = (lambda s, r=r: progress(r, s)) if progress else (lambda s: None)
+        results.append(export_resolution(options, r, step))
     return results
 
 

@@ -1,0 +1,262 @@
+"""Export, the aggregated-attention rewrite, the CPU custom op, validation and manifests."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from transnext_deploy import create_model
+from transnext_deploy.checkpoint import sha256sum
+from transnext_deploy.cli import app
+from transnext_deploy.export import (
+    FUNCTION_FILE,
+    PLUGIN_FILE,
+    STANDARD_FILE,
+    ExportError,
+    ExportOptions,
+    export,
+    export_standard,
+)
+from transnext_deploy.ops.aggregated_attention import INPUT_NAMES, OP_DOMAIN, OP_NAME
+from transnext_deploy.rewrite import UnrecognizedGraphError, fuse_aggregated_attention, fused_model
+from transnext_deploy.runtime import cpu_session
+from transnext_deploy.validation import error_stats
+
+MAX_ABS_TOL = 1e-4  # every exported graph vs PyTorch, fp32
+
+
+def perturbed_checkpoint(path: Path, name: str, seed: int = 0, **kwargs) -> Path:
+    """A checkpoint whose every parameter is moved off its initial value (several start at 0 or 1)."""
+    torch.manual_seed(seed)
+    model = create_model(name, **kwargs)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05 * (p.abs().mean() + 0.1))
+    torch.save({"model": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def micro_artifacts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    ckpt = perturbed_checkpoint(root / "micro.pth", "micro")
+    results = export(ExportOptions("micro", resolutions=[(64, 64), (64, 96)], checkpoint=str(ckpt),
+                                   output_dir=root / "out"))
+    return results, ckpt
+
+
+def _nodes(path) -> list[onnx.NodeProto]:
+    return list(onnx.load(str(path), load_external_data=False).graph.node)
+
+
+def test_one_artifact_per_resolution_with_every_file(micro_artifacts):
+    results, ckpt = micro_artifacts
+    assert [r.resolution for r in results] == [(64, 64), (64, 96)]
+    for r in results:
+        d = Path(r.directory)
+        assert d.name == f"transnext_micro_classify_{r.resolution[0]}x{r.resolution[1]}"
+        assert sorted(p.name for p in d.iterdir()) == sorted(
+            ["manifest.json", "validation.json", STANDARD_FILE, PLUGIN_FILE, FUNCTION_FILE])
+        assert not [p for p in d.parent.iterdir() if p.name.startswith(".")], "staging directory left behind"
+
+
+def test_fused_graphs_have_one_custom_node_per_block_and_no_window_gathering(micro_artifacts):
+    results, _ = micro_artifacts
+    d = Path(results[0].directory)
+    standard = Counter(n.op_type for n in _nodes(d / STANDARD_FILE))
+    assert standard["Softmax"] == 21 and standard["Pad"] == 38  # 19 aggregated (2 pads each) + 2 full attention
+    for name in (PLUGIN_FILE, FUNCTION_FILE):
+        nodes = _nodes(d / name)
+        custom = [n for n in nodes if n.op_type == OP_NAME]
+        assert len(custom) == 19 and all(n.domain == OP_DOMAIN for n in custom)
+        ops = Counter(n.op_type for n in nodes)
+        assert ops["Pad"] == 0 and ops["Softmax"] == 2, f"{name}: decomposed attention left: {ops}"
+        assert all(len(n.input) == len(INPUT_NAMES) for n in custom)
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in custom[0].attribute}
+        assert attrs == {"num_heads": 2, "height": 16, "width": 16, "window_size": 3, "pool_height": 2,
+                         "pool_width": 2, "plugin_version": b"1"}
+    functions = onnx.load(str(d / FUNCTION_FILE), load_external_data=False).functions
+    assert sorted(f.overload for f in functions) == ["g16x16_p2x2_h2x24_w3", "g4x4_p2x2_h8x24_w3",
+                                                     "g8x8_p2x2_h4x24_w3"]
+    assert not onnx.load(str(d / PLUGIN_FILE), load_external_data=False).functions
+
+
+def test_every_graph_matches_pytorch_on_every_input(micro_artifacts):
+    results, _ = micro_artifacts
+    for r in results:
+        report = json.loads((Path(r.directory) / "validation.json").read_text())
+        assert report["passed"] and report["tolerance_max_abs"] == MAX_ABS_TOL
+        assert set(report["inputs"]) >= {"random_normal_batch2", "uniform_image", "photo_grace_hopper"}
+        for name, graph in report["graphs"].items():
+            assert graph["max_abs"] <= MAX_ABS_TOL, (name, graph["max_abs"])
+            for per_input in graph["inputs"].values():
+                logits = per_input["logits"]
+                assert logits["top1_agreement"] == 1.0 and logits["cosine"] > 0.99999
+                assert logits["ref_max_abs"] > 0.1  # perturbed weights give non-trivial logits
+
+
+def test_custom_op_graph_runs_on_the_plugin_arithmetic(micro_artifacts):
+    """Independently of validation.json: run the custom-op graph here on a fresh input."""
+    results, ckpt = micro_artifacts
+    model = create_model("micro", img_size=(64, 96)).eval()
+    model.load_state_dict(torch.load(ckpt, weights_only=True)["model"])
+    x = torch.randn(3, 3, 64, 96)
+    with torch.no_grad():
+        ref = model(x)
+    session = cpu_session(Path(results[1].directory) / PLUGIN_FILE)
+    stats = error_stats(ref, session.run(None, {"images": x.numpy()})[0])
+    assert stats.max_abs <= MAX_ABS_TOL, str(stats)
+
+
+def test_manifest_describes_the_artifact(micro_artifacts):
+    results, ckpt = micro_artifacts
+    d = Path(results[1].directory)
+    m = json.loads((d / "manifest.json").read_text())
+    assert m["variant"] == "micro" and m["resolution"] == [64, 96] and m["mode"] == "classify"
+    assert m["opset"] == 17 and m["pretrain_size"] == [224, 224]
+    assert m["custom_op"]["name"] == OP_NAME and m["custom_op"]["nodes"] == 19
+    assert m["inputs"] == {"images": ["batch", 3, 64, 96]} and m["outputs"] == {"logits": ["batch", 1000]}
+    assert m["weights"]["sha256"] == sha256sum(ckpt)
+    for name, info in m["files"].items():
+        assert sha256sum(d / name) == info["sha256"] and (d / name).stat().st_size == info["bytes"]
+    assert "--staticPlugins=" in m["commands"]["trtexec_plugin"] and PLUGIN_FILE in m["commands"]["trtexec_plugin"]
+    assert "--plugins" in m["commands"]["polygraphy_compare"]
+    assert m["tool_versions"]["onnx"] == onnx.__version__
+    model = onnx.load(str(d / STANDARD_FILE), load_external_data=False)
+    onnx.checker.check_model(model, full_check=True)
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, 64, 96]
+
+
+def test_backbone_mode_and_micro_aaaa_fuse_every_block(tmp_path):
+    ckpt = perturbed_checkpoint(tmp_path / "aaaa.pth", "micro_AAAA")
+    (r,) = export(ExportOptions("micro_AAAA", resolutions=[(128, 96)], checkpoint=str(ckpt), mode="backbone",
+                                output_dir=tmp_path / "out"))
+    assert r.blocks_fused == 21  # aggregated attention in all four stages
+    m = json.loads((Path(r.directory) / "manifest.json").read_text())
+    assert m["outputs"] == {"stage1": ["batch", 48, 32, 24], "stage2": ["batch", 96, 16, 12],
+                            "stage3": ["batch", 192, 8, 6], "stage4": ["batch", 384, 4, 3]}
+    for graph in r.validation["graphs"].values():
+        assert graph["passed"] and set(next(iter(graph["inputs"].values()))) == {"stage1", "stage2", "stage3",
+                                                                                   "stage4"}
+
+
+def test_interpolated_position_bias_exports(tmp_path):
+    ckpt = perturbed_checkpoint(tmp_path / "m.pth", "micro")
+    (r,) = export(ExportOptions("micro", resolutions=[96], checkpoint=str(ckpt), position_bias="interpolate",
+                                output_dir=tmp_path / "out"))
+    assert r.passed and max(g["max_abs"] for g in r.validation["graphs"].values()) <= MAX_ABS_TOL
+
+
+# ---------------------------------------------------------------------------------------------
+# the rewrite refuses what it does not recognise, and changes nothing then
+
+
+@pytest.fixture(scope="module")
+def micro_standard():
+    model = create_model("micro", img_size=64).eval()
+    return onnx.shape_inference.infer_shapes(export_standard(model, (64, 64), 17), data_prop=True)
+
+
+def test_rewrite_refuses_a_core_tensor_used_outside(micro_standard):
+    graph = gs.import_onnx(micro_standard)
+    softmax = next(n for n in graph.nodes if n.op == "Softmax")
+    graph.outputs.append(softmax.outputs[0])  # expose a tensor from inside the first core
+    before = len(graph.nodes)
+    with pytest.raises(UnrecognizedGraphError, match=r"block 0 .*is also used by a graph output"):
+        fuse_aggregated_attention(graph)
+    assert len(graph.nodes) == before and not [n for n in graph.nodes if n.op == OP_NAME]
+
+
+def test_rewrite_refuses_a_missing_learnable_token_term(micro_standard):
+    graph = gs.import_onnx(micro_standard)
+    graph.toposort()
+    # drop the learnable-token MatMul of the last block: its core no longer has the published math
+    matmul = [n for n in graph.nodes if n.op == "MatMul" and isinstance(n.inputs[1], gs.Constant)
+              and n.inputs[1].values.ndim == 3][-1]
+    matmul.inputs[1] = gs.Constant("zeros_tokens", np.zeros_like(matmul.inputs[1].values)[:, :, :1])
+    with pytest.raises(UnrecognizedGraphError, match="block 18"):
+        fuse_aggregated_attention(graph)
+    assert not [n for n in graph.nodes if n.op == OP_NAME]
+
+
+def test_rewrite_checks_the_block_count(micro_standard):
+    with pytest.raises(UnrecognizedGraphError, match="found 19 aggregated-attention blocks, the model has 21"):
+        fused_model(micro_standard, expected=21)
+    a = gs.Variable("a", np.float32, [1, 4])
+    graph = gs.Graph(nodes=[gs.Node("Relu", inputs=[a], outputs=[gs.Variable("b", np.float32, [1, 4])])],
+                     inputs=[a])
+    graph.outputs = [graph.nodes[0].outputs[0]]
+    with pytest.raises(UnrecognizedGraphError, match="no aggregated-attention block found"):
+        fuse_aggregated_attention(graph)
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line
+
+
+runner = CliRunner()
+
+
+def _one_line_error(result):
+    assert result.exit_code != 0
+    text = result.output.strip()
+    assert "Traceback" not in text and len(text.splitlines()) == 1, text
+    return text
+
+
+def test_cli_export_json_summary(tmp_path):
+    ckpt = perturbed_checkpoint(tmp_path / "m.pth", "micro")
+    result = runner.invoke(app, ["export", "--size", "micro", "-r", "64", "-c", str(ckpt), "-o", str(tmp_path / "o"),
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    (artifact,) = summary["artifacts"]
+    assert artifact["blocks_fused"] == 19 and artifact["passed"] and artifact["resolution"] == [64, 64]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--size", "huge"], "unknown size 'huge'"),
+    (["--size", "micro", "-r", "16"], "unsupported resolution 16x16"),
+    (["--size", "micro", "-r", "abc"], "resolution 'abc' is not a number"),
+    (["--size", "micro", "--mode", "detect"], "--mode must be classify or backbone"),
+    (["--size", "micro", "--opset", "13"], "opset 13 is too old"),
+])
+def test_cli_export_bad_input(tmp_path, args, message):
+    text = _one_line_error(runner.invoke(app, ["export", *args, "-o", str(tmp_path / "o")]))
+    assert message in text
+
+
+def test_cli_export_bad_checkpoints_and_output(tmp_path):
+    other = tmp_path / "tiny.pth"
+    torch.save(create_model("tiny").state_dict(), other)
+    text = _one_line_error(runner.invoke(app, ["export", "-s", "micro", "-r", "64", "-c", str(other),
+                                               "-o", str(tmp_path / "o")]))
+    assert "does not fit transnext_micro" in text and "looks like transnext_tiny" in text
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"\x80\x02garbage")
+    text = _one_line_error(runner.invoke(app, ["export", "-s", "micro", "-r", "64", "-c", str(corrupt),
+                                               "-o", str(tmp_path / "o")]))
+    assert "not a readable PyTorch checkpoint" in text
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    text = _one_line_error(runner.invoke(app, ["export", "-s", "micro", "-r", "64", "-o", str(blocker / "out")]))
+    assert "cannot create output directory" in text
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_failed_validation_leaves_nothing_half_written(tmp_path):
+    ckpt = perturbed_checkpoint(tmp_path / "m.pth", "micro")
+    with pytest.raises(ExportError, match=r"differs from PyTorch by max-abs .* > tolerance 1e-12"):
+        export(ExportOptions("micro", resolutions=[64], checkpoint=str(ckpt), tolerance=1e-12,
+                             output_dir=tmp_path / "o"))
+    assert list((tmp_path / "o").iterdir()) == []
