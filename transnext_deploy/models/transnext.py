@@ -166,13 +166,15 @@ class DWConv(nn.Module):
         self.implementation: AttentionImpl = "fast"
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
-        B, N, C = x.shape
+        C = self.dwconv.in_channels
         if self.implementation == "plain":  # published layout: copy tokens to NCHW and back
+            B = x.shape[0]
             x = x.transpose(1, 2).reshape(B, C, H, W).contiguous()
             return self.dwconv(x).flatten(2).transpose(1, 2)
         # Tokens are already NHWC in memory: convolve a channels-last view, no layout copies.
-        x = self.dwconv(x.reshape(B, H, W, C).permute(0, 3, 1, 2))
-        return x.permute(0, 2, 3, 1).reshape(B, N, C)
+        # Sizes come from the geometry (batch as -1), so a trace has no shape arithmetic.
+        x = self.dwconv(x.reshape(-1, H, W, C).permute(0, 3, 1, 2))
+        return x.permute(0, 2, 3, 1).reshape(-1, H * W, C)
 
 
 class ConvolutionalGLU(nn.Module):
@@ -290,12 +292,12 @@ class AggregatedAttention(nn.Module):
         return self.forward_fast(x, geo)
 
     def pooled_tokens(self, x: torch.Tensor, geo: StageGeometry, exportable: bool) -> torch.Tensor:
-        B, N, C = x.shape
+        C = self.dim
         H, W = geo.grid
-        x_ = x.transpose(1, 2).reshape(B, C, H, W)
+        x_ = x.transpose(1, 2).reshape(-1, C, H, W)
         x_ = self.act(self.sr(x_))
         x_ = _adaptive_avg_pool(x_, geo.grid, geo.pool_grid) if exportable else F.adaptive_avg_pool2d(x_, geo.pool_grid)
-        return self.norm(x_.reshape(B, C, -1).transpose(1, 2))
+        return self.norm(x_.reshape(-1, C, geo.pool_grid[0] * geo.pool_grid[1]).transpose(1, 2))
 
     def forward_fast(self, x: torch.Tensor, geo: StageGeometry) -> torch.Tensor:
         nh, d, L = self.num_heads, self.head_dim, self.local_len
@@ -372,13 +374,14 @@ class Attention(nn.Module):
         self._position_bias_cache = None
 
     def forward(self, x: torch.Tensor, geo: StageGeometry) -> torch.Tensor:
-        B, N, C = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3 * self.num_heads, self.head_dim).permute(0, 2, 1, 3)
+        N = geo.grid[0] * geo.grid[1]
+        C = self.num_heads * self.head_dim
+        qkv = self.qkv(x).reshape(-1, N, 3 * self.num_heads, self.head_dim).permute(0, 2, 1, 3)
         q, k, v = qkv.chunk(3, dim=1)
         rel_bias = _position_bias(self, geo, plain=self.implementation == "plain")
         attn = ((F.normalize(q, dim=-1) + self.query_embedding) * F.softplus(self.temperature)
                 * geo.seq_length_scale) @ F.normalize(k, dim=-1).transpose(-2, -1) + rel_bias
-        x = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, N, C)
+        x = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(-1, N, C)
         return self.proj(x)
 
 
@@ -409,8 +412,8 @@ class OverlapPatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         x = self.proj(x)
-        H, W = x.shape[-2:]
-        return self.norm(x.flatten(2).transpose(1, 2)), int(H), int(W)
+        H, W = int(x.shape[-2]), int(x.shape[-1])  # static per input size, so traces keep them constant
+        return self.norm(x.reshape(-1, self.proj.out_channels, H * W).transpose(1, 2)), H, W
 
 
 class TransNeXt(nn.Module):
@@ -529,7 +532,7 @@ class TransNeXt(nn.Module):
     # ----------------------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The four stage outputs after `norm{i}`, NCHW."""
-        B, _, height, width = x.shape
+        height, width = int(x.shape[-2]), int(x.shape[-1])
         if not self.backbone and (height, width) != self.img_size:
             raise ValueError(f"this classifier is built for {self.img_size[0]}x{self.img_size[1]} inputs, got "
                              f"{height}x{width}; rebuild it with img_size=({height}, {width}) or use backbone=True")
@@ -541,7 +544,7 @@ class TransNeXt(nn.Module):
             for blk in getattr(self, f"block{i + 1}"):
                 x = blk(x, geo)
             x = getattr(self, f"norm{i + 1}")(x)
-            x = x.reshape(B, H, W, -1).permute(0, 3, 1, 2)
+            x = x.reshape(-1, H, W, self.config.embed_dims[i]).permute(0, 3, 1, 2)
             outs.append(x)
         return outs
 

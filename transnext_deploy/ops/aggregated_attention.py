@@ -96,24 +96,24 @@ def aggregated_attention_core(
 ) -> torch.Tensor:
     """The op in standard tensor operations; shapes as in INPUT_NAMES, returns (B, N, C).
 
-    Only the batch size is read from a tensor; every other size comes from the attributes, so a
-    trace keeps the batch dynamic and everything else static.
+    Every reshape spells the batch as -1 and every other size from the attributes, so a trace
+    keeps the batch dynamic with no shape arithmetic in the graph.
     """
-    B = query.shape[0]
     H, W = height, width
     N = H * W
     P = pool_height * pool_width
     nh = num_heads
+    d = query_embedding.shape[-1]
     w = window_size
     r = w // 2
     L = w * w
 
-    q = query.reshape(B, H, W, nh, -1)
+    q = query.reshape(-1, H, W, nh, d)
     q_norm = F.normalize(q, dim=-1)
     seq_scale = sequence_length_scale(H, W, w, P).to(query.dtype).reshape(H, W, 1, 1)
     q_scaled = (q_norm + query_embedding) * temperature_scale.reshape(nh, 1) * seq_scale
 
-    k, v = key_value.reshape(B, H, W, 2, nh, -1).unbind(3)
+    k, v = key_value.reshape(-1, H, W, 2, nh, d).unbind(3)
     k = F.normalize(k, dim=-1)
     # Zero padding: an out-of-image key scores only its bias (masked to -inf below) and an
     # out-of-image value is zero, so it contributes nothing to the output.
@@ -126,25 +126,25 @@ def aggregated_attention_core(
     border = local_border_mask(H, W, w).to(query.dtype).reshape(H, W, 1, L)
     local_scores = local_scores + local_bias + border
 
-    k_pool, v_pool = pooled_key_value.reshape(B, P, 2, nh, -1).unbind(2)
+    k_pool, v_pool = pooled_key_value.reshape(-1, P, 2, nh, d).unbind(2)
     k_pool = F.normalize(k_pool, dim=-1)
-    q_scaled_h = q_scaled.reshape(B, N, nh, -1).transpose(1, 2)  # (B, nh, N, d)
+    q_scaled_h = q_scaled.reshape(-1, N, nh, d).transpose(1, 2)  # (B, nh, N, d)
     pool_scores = q_scaled_h @ k_pool.permute(0, 2, 3, 1) + pool_bias  # (B, nh, N, P)
 
-    local_scores = local_scores.reshape(B, N, nh, L).transpose(1, 2)  # (B, nh, N, L)
+    local_scores = local_scores.reshape(-1, N, nh, L).transpose(1, 2)  # (B, nh, N, L)
     attn = torch.cat([local_scores, pool_scores], dim=-1).softmax(dim=-1)
     attn_local, attn_pool = attn.split([L, P], dim=-1)
 
-    q_norm_h = q_norm.reshape(B, N, nh, -1).transpose(1, 2)
+    q_norm_h = q_norm.reshape(-1, N, nh, d).transpose(1, 2)
     local_weights = attn_local + q_norm_h @ learnable_tokens + learnable_bias.unsqueeze(1)
-    local_weights = local_weights.transpose(1, 2).reshape(B, H, W, nh, L)
+    local_weights = local_weights.transpose(1, 2).reshape(-1, H, W, nh, L)
 
     out = attn_pool @ v_pool.transpose(1, 2)  # (B, nh, N, d)
-    out = out.transpose(1, 2).reshape(B, H, W, nh, -1)
+    out = out.transpose(1, 2).reshape(-1, H, W, nh, d)
     for a in range(w):
         for b in range(w):
-            out = out + local_weights[..., a * w + b, None] * v_pad[:, a:a + H, b:b + W]
-    return out.reshape(B, N, -1)
+            out = torch.addcmul(out, local_weights[..., a * w + b, None], v_pad[:, a:a + H, b:b + W])
+    return out.reshape(-1, N, nh * d)
 
 
 def pool_grid(height: int, width: int, sr_ratio: int) -> tuple[int, int]:
