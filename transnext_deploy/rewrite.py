@@ -94,10 +94,6 @@ def _is_empty(tensor: gs.Tensor) -> bool:
     return isinstance(tensor, gs.Variable) and tensor.name == ""
 
 
-def _const_value(tensor: gs.Tensor) -> np.ndarray | None:
-    return np.asarray(tensor.values) if isinstance(tensor, gs.Constant) else None
-
-
 def _linear(tensor: gs.Tensor, const: set[int]):
     """(input, weight) when `tensor` is a Linear layer's output, else None."""
     if not tensor.inputs:

@@ -1,0 +1,265 @@
+"""The `transnext-deploy` command line: exit codes, JSON output, one-line errors, help texts."""
+
+from __future__ import annotations
+
+import http.server
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from transnext_deploy import __version__, create_model, plugin_build
+from transnext_deploy.checkpoint import official_weights, sha256sum
+from transnext_deploy.cli import app
+
+# Wide, colourless help so every option name is printed whole.
+ENV = {"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Published sizes (shared architecture spec), in millions of parameters.
+SPEC_PARAMS_M = {"micro": 12.8, "tiny": 28.2, "small": 49.7, "base": 89.7, "micro_AAAA": 13.1}
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(app, list(args), env={**ENV, **(env or {})})
+
+
+def assert_one_line_error(result, *fragments: str) -> str:
+    assert result.exit_code == 1, (result.exit_code, result.output)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def _have_cmake_and_cxx() -> bool:
+    try:
+        plugin_build.find_cmake()
+        plugin_build.find_cxx_compiler()
+    except plugin_build.PluginBuildError:
+        return False
+    return True
+
+
+needs_cmake = pytest.mark.skipif(not _have_cmake_and_cxx(), reason="needs cmake and a C++ compiler")
+
+
+# ------------------------------------------------------------------------------------- info, models
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == __version__
+
+
+def test_info_json_reports_every_component():
+    result = invoke("info", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    for key in ("torch", "onnx", "onnxruntime", "tensorrt", "cuda-gpu", "nvcc", "cmake", "plugin-host-library",
+                "tensorrt-plugin-library"):
+        assert key in report, key
+        assert set(report[key]) == {"name", "available", "detail"}
+    assert report["torch"]["available"] and report["torch"]["detail"] == torch.__version__
+    assert report["onnx"]["available"] and report["onnxruntime"]["available"]
+    trt = report["tensorrt"]
+    if importlib.util.find_spec("tensorrt") is None:
+        assert trt["available"] is False
+        assert trt["detail"].startswith("not available: ") and len(trt["detail"]) > len("not available: ")
+    else:
+        assert trt["available"] is True
+
+
+def test_info_table_exits_zero():
+    result = invoke("info")
+    assert result.exit_code == 0 and "tensorrt" in result.stdout
+
+
+def test_models_json_lists_the_five_variants():
+    result = invoke("models", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert set(rows) == set(SPEC_PARAMS_M)
+    for name, millions in SPEC_PARAMS_M.items():
+        assert abs(rows[name]["params_millions"] - millions) <= 0.1, (name, rows[name]["params_millions"])
+    assert rows["micro_AAAA"]["train_size"] == 256 and rows["tiny"]["train_size"] == 224
+    assert rows["small"]["official_weights"] == ["transnext_small_224_1k.pth", "transnext_small_384_1k_ft_1k.pth"]
+
+
+# ------------------------------------------------------------------------------------- download
+
+
+def test_unknown_size_is_one_line_without_traceback():
+    # A real process through the console script: exit status and both streams as a user sees them.
+    script = shutil.which("transnext-deploy", path=str(Path(sys.executable).parent))
+    cmd = [script] if script else [sys.executable, "-c", "from transnext_deploy.cli import app; app()"]
+    proc = subprocess.run([*cmd, "download", "--size", "nope"],
+                          capture_output=True, text=True, env={**os.environ, **ENV}, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1, proc
+    assert proc.stdout == ""
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: unknown size 'nope'; choose one of micro, tiny, small, base, micro_AAAA")
+    assert "Traceback" not in proc.stderr
+
+
+def test_download_errors_are_one_line():
+    assert_one_line_error(invoke("download", "--size", "tiny", "--resolution", "384"), "224 only, not 384")
+
+
+class _Hub(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # noqa: N802 - http.server's API
+        path = Path(self.directory) / self.path.lstrip("/").replace("/resolve/main", "")
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture()
+def hub(tmp_path):
+    root = tmp_path / "hub"
+    root.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a, **k: _Hub(*a, directory=str(root), **k))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_from_local_hub_json(hub, tmp_path):
+    root, url = hub
+    weights = official_weights("micro")
+    (root / weights.repo).mkdir(parents=True)
+    torch.save({"model": create_model("micro").state_dict()}, root / weights.repo / weights.filename)
+    out = tmp_path / "weights"
+    result = invoke("download", "--size", "micro", "--output", str(out), "--json",
+                    env={"TRANSNEXT_DEPLOY_HUB_URL": url})
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    path = Path(summary["path"])
+    assert path == out / "transnext_micro_224_1k.pth" and path.is_file()
+    assert summary["variant"] == "micro" and summary["resolution"] == 224 and summary["pretrain_size"] == 224
+    assert summary["sha256"] == sha256sum(root / weights.repo / weights.filename) == sha256sum(path)
+
+
+def test_download_from_unreachable_hub_is_one_line(hub, tmp_path):
+    _, url = hub  # serves nothing: 404
+    result = invoke("download", "--size", "tiny", "--output", str(tmp_path / "w"),
+                    env={"TRANSNEXT_DEPLOY_HUB_URL": url})
+    assert_one_line_error(result, "could not download", "transnext_tiny_224_1k.pth")
+    assert not any((tmp_path / "w").iterdir())
+
+
+# ------------------------------------------------------------------------------------- build-plugin
+
+
+@pytest.fixture(scope="module")
+def plugin_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("plugins")
+
+
+@needs_cmake
+def test_build_plugin_host_json(plugin_dir):
+    result = invoke("build-plugin", "--target", "host", "--build-dir", str(plugin_dir), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    library = Path(summary["libraries"]["host"])
+    assert library == plugin_dir.resolve() / "libtransnext_aa_host.so" and library.stat().st_size > 0
+    assert summary["targets"] == ["host"] and summary["skipped"] == {}
+    assert result.stderr.strip() == ""  # the progress spinner leaves nothing behind off a terminal
+    assert summary["build_dir"] == str(plugin_dir.resolve())
+    assert plugin_build.find_host_library(plugin_dir) == library
+
+
+@needs_cmake
+def test_build_plugin_default_skips_what_is_missing(plugin_dir, monkeypatch):
+    def no_nvcc():
+        raise plugin_build.PluginBuildError("nvcc not found (test)")
+
+    monkeypatch.setattr(plugin_build, "find_nvcc", no_nvcc)
+    result = invoke("build-plugin", "--build-dir", str(plugin_dir), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["targets"] == ["host"] and list(summary["libraries"]) == ["host"]
+    assert set(summary["skipped"]) == {"cuda", "plugin"}
+    assert "nvcc not found" in summary["skipped"]["cuda"] and "nvcc not found" in summary["skipped"]["plugin"]
+    assert "skipping cuda: nvcc not found" in result.stderr and "skipping plugin:" in result.stderr
+    # An option that only makes sense for a skipped target turns the skip into an error.
+    assert_one_line_error(invoke("build-plugin", "--build-dir", str(plugin_dir), "--cuda-arch", "87"),
+                          "cannot build cuda (asked for by --cuda-arch)", "nvcc not found")
+
+
+@needs_cmake
+def test_build_plugin_without_tensorrt_headers_names_what_is_missing(plugin_dir, monkeypatch):
+    monkeypatch.delenv("TENSORRT_ROOT", raising=False)
+    monkeypatch.delenv("TENSORRT_INCLUDE_DIR", raising=False)
+    if plugin_build.find_tensorrt().include_dir is not None:
+        pytest.skip("TensorRT headers are installed on this machine")
+    result = invoke("build-plugin", "--target", "plugin", "--build-dir", str(plugin_dir))
+    line = assert_one_line_error(result, "cannot build plugin", "TensorRT headers (NvInfer.h) not found",
+                                 "--tensorrt-root")
+    try:
+        plugin_build.find_nvcc()
+    except plugin_build.PluginBuildError:
+        assert "nvcc not found" in line  # every missing piece in the same line
+    assert not (plugin_dir / "libtransnext_aa_plugin.so").exists()
+
+
+def test_build_plugin_bad_arguments_are_one_line(tmp_path):
+    assert_one_line_error(invoke("build-plugin", "--target", "kernel"), "unknown --target kernel")
+    assert_one_line_error(invoke("build-plugin", "--target", "host", "--cuda-arch", "sm_8x"),
+                          "invalid CUDA architecture 'sm_8x'")
+    assert_one_line_error(invoke("build-plugin", "--target", "host", "--jobs", "0"), "--jobs must be at least 1")
+    assert_one_line_error(invoke("build-plugin", "--tensorrt-root", str(tmp_path / "absent")), "is not a directory")
+
+
+# ------------------------------------------------------------------------------------- help
+
+
+COMMANDS = sorted(get_command(app).commands)
+
+
+def test_root_help_lists_every_command():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    text = ANSI.sub("", result.stdout)
+    assert {"info", "models", "download", "build-plugin"} <= set(COMMANDS)
+    for name in COMMANDS:
+        assert name in text, name
+    assert "--version" in text and "<bool>" not in text
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_help_mentions_every_option(name):
+    result = invoke(name, "--help")
+    assert result.exit_code == 0, result.output
+    text = ANSI.sub("", result.stdout)
+    command = get_command(app).commands[name]
+    for param in command.params:
+        for opt in (*param.opts, *param.secondary_opts):
+            if opt.startswith("--") or param.param_type_name == "option":
+                assert opt in text, f"{name} --help does not mention {opt}"
+    assert "--help" in text
+    assert "<bool>" not in text  # flags are shown as flags
