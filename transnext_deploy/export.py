@@ -402,6 +402,9 @@ def export_resolution(options: ExportOptions, resolution: tuple[int, int],
                               f"> tolerance {options.tolerance:g}")
         manifest = _manifest(model, options, resolution, weights, matches, staging)
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the artifact is not
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)

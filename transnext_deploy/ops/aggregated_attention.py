@@ -17,6 +17,8 @@ window is visited as `window_size**2` shifted views of zero-padded keys and valu
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -47,7 +49,11 @@ PLUGIN_VERSION_ATTRIBUTE = "plugin_version"
 # F.normalize's epsilon: x / max(||x||, eps).
 L2_EPS = 1e-12
 
+# The per-grid constants below are cached (they depend on integers only); callers must not
+# modify the returned tensors in place.
 
+
+@functools.lru_cache(maxsize=64)
 def local_valid_counts(height: int, width: int, window_size: int) -> torch.Tensor:
     """Number of in-image window positions for every query pixel, shape (H*W,)."""
     r = window_size // 2
@@ -58,12 +64,14 @@ def local_valid_counts(height: int, width: int, window_size: int) -> torch.Tenso
     return (count_h[:, None] * count_w[None, :]).reshape(-1)
 
 
+@functools.lru_cache(maxsize=64)
 def sequence_length_scale(height: int, width: int, window_size: int, pool_len: int) -> torch.Tensor:
     """ln(valid local positions + pooled positions) per query, shape (H*W, 1)."""
     counts = local_valid_counts(height, width, window_size).to(torch.float64)
     return torch.log(counts + pool_len).to(torch.float32).unsqueeze(-1)
 
 
+@functools.lru_cache(maxsize=64)
 def local_border_mask(height: int, width: int, window_size: int) -> torch.Tensor:
     """Additive mask (H, W, L): 0 where the window position is inside the image, -inf outside."""
     r = window_size // 2

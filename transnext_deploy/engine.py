@@ -1,0 +1,611 @@
+"""TensorRT engines from exported artifacts, with the aggregated-attention plugin (Python API).
+
+`tensorrt` is imported lazily: this module imports, and `tensorrt_status()` answers, on a machine
+without TensorRT or a GPU. Three things are needed to build an engine, and the status names each
+one that is missing:
+
+- the `tensorrt` Python package (the wheel from pip, or JetPack's python3-libnvinfer);
+- a CUDA GPU, asked of the NVIDIA driver itself (libcuda), so a CPU-only torch build does not matter;
+- the plugin library `libtransnext_aa_plugin.so` (`transnext-deploy build-plugin --target plugin`),
+  found from an explicit path, `$TRANSNEXT_AA_PLUGIN`, or `plugin_build.find_plugin_library()`.
+
+`build_engines_for_artifact(dir)` writes, next to the artifact's ONNX graphs, one engine per
+precision (`model.aa_plugin.fp16.engine`, the names the manifest's `trtexec` lines use) and its
+metadata `model.aa_plugin.fp16.engine.json`: TensorRT version, GPU name and compute capability,
+precision, resolution, batch profile, sha256 of the source ONNX graph and of the plugin library.
+An engine whose metadata still matches (same graph, plugin, TensorRT, GPU, precision, profile) is
+reused. Tactic timings go to a timing cache per TensorRT version and GPU, shared by every build.
+
+fp32 engines are built with TF32 disabled: TF32 rounds matmul inputs to 10 mantissa bits, which
+alone is far past the 1e-4 agreement the fp32 artifacts are held to.
+
+`TensorRTRunner` executes an engine on torch CUDA tensors (the path `bench` times), or through
+polygraphy's `TrtRunner` where torch has no CUDA.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+PRECISIONS = ("fp32", "fp16")
+DEFAULT_BATCH_PROFILE = (1, 8, 32)  # min / opt / max, as in the manifest's trtexec command lines
+PLUGIN_ENV = "TRANSNEXT_AA_PLUGIN"  # the variable the manifest's command lines use for the library
+ENGINE_SUFFIX = ".engine"
+METADATA_SUFFIX = ".json"
+DEFAULT_SOURCE = "model.aa_plugin.onnx"  # custom nodes only: every TensorRT 10.x with the plugin
+DEFAULT_WORKSPACE_MIB = 4096
+METADATA_FORMAT = 1
+
+
+class EngineError(RuntimeError):
+    """An engine that cannot be built or run; str() is one line."""
+
+
+class TensorRTUnavailable(EngineError):
+    """TensorRT, a CUDA GPU or the plugin library is missing; str() says which."""
+
+
+class TensorRTStatus(NamedTuple):
+    available: bool
+    reason: str  # what is missing ("; "-separated), or what was found when available
+
+
+# ---------------------------------------------------------------------------------------------
+# what this machine has
+
+
+@dataclass(frozen=True)
+class CudaDevice:
+    index: int
+    name: str
+    compute_capability: tuple[int, int]
+    total_memory_bytes: int
+
+    @property
+    def sm(self) -> str:
+        return f"{self.compute_capability[0]}{self.compute_capability[1]}"
+
+    def as_dict(self) -> dict:
+        return {"index": self.index, "name": self.name,
+                "compute_capability": f"{self.compute_capability[0]}.{self.compute_capability[1]}",
+                "sm": self.sm, "total_memory_mib": round(self.total_memory_bytes / 2**20)}
+
+
+_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75
+_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76
+
+
+def _cu_error(lib, code: int) -> str:
+    name = ctypes.c_char_p()
+    try:
+        if lib.cuGetErrorName(code, ctypes.byref(name)) == 0 and name.value:
+            return f"{name.value.decode()} ({code})"
+    except AttributeError:
+        pass
+    return f"error {code}"
+
+
+def cuda_devices() -> tuple[list[CudaDevice], str | None]:
+    """The CUDA GPUs the NVIDIA driver reports, and why there are none (None when some were found).
+    Asks libcuda directly, so it answers whatever torch or onnxruntime were built for."""
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return [], "no CUDA GPU: the NVIDIA driver library libcuda.so.1 is not installed"
+    rc = lib.cuInit(0)
+    if rc != 0:
+        return [], f"no CUDA GPU: cuInit failed with {_cu_error(lib, rc)}"
+    count = ctypes.c_int(0)
+    rc = lib.cuDeviceGetCount(ctypes.byref(count))
+    if rc != 0 or count.value == 0:
+        return [], "no CUDA GPU: the driver reports no device" + (f" ({_cu_error(lib, rc)})" if rc else "")
+    devices = []
+    for i in range(count.value):
+        dev = ctypes.c_int()
+        if lib.cuDeviceGet(ctypes.byref(dev), i) != 0:
+            continue
+        name = ctypes.create_string_buffer(256)
+        lib.cuDeviceGetName(name, 256, dev)
+        major, minor = ctypes.c_int(), ctypes.c_int()
+        lib.cuDeviceGetAttribute(ctypes.byref(major), _CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev)
+        lib.cuDeviceGetAttribute(ctypes.byref(minor), _CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev)
+        total = ctypes.c_size_t()
+        getter = getattr(lib, "cuDeviceTotalMem_v2", None) or lib.cuDeviceTotalMem
+        getter(ctypes.byref(total), dev)
+        devices.append(CudaDevice(i, name.value.decode(errors="replace"), (major.value, minor.value), total.value))
+    if not devices:
+        return [], "no CUDA GPU: the driver lists devices but none could be opened"
+    return devices, None
+
+
+def _tensorrt_module_problem() -> str | None:
+    if importlib.util.find_spec("tensorrt") is None:
+        return ("Python package `tensorrt` not installed (pip install 'transnext-deploy[tensorrt]', or JetPack's "
+                "python3-libnvinfer)")
+    try:
+        import tensorrt  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - a broken install is reported, whatever it raises
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return f"`import tensorrt` fails: {first}"
+    return None
+
+
+def resolve_plugin_library(plugin_library: str | os.PathLike | None = None) -> tuple[Path | None, str]:
+    """(path, where it came from) for the plugin library, or (None, where it was looked for)."""
+    from .plugin_build import default_build_dir, find_plugin_library
+
+    if plugin_library is not None:
+        path = Path(plugin_library).expanduser()
+        return (path.resolve(), "given") if path.is_file() else (None, f"{path} (given) does not exist")
+    env = os.environ.get(PLUGIN_ENV)
+    if env:
+        path = Path(env).expanduser()
+        return (path.resolve(), f"${PLUGIN_ENV}") if path.is_file() else (None, f"${PLUGIN_ENV}={env} does not exist")
+    found = find_plugin_library()
+    if found is not None:
+        return found.resolve(), "build directory"
+    return None, f"not in {default_build_dir()} and ${PLUGIN_ENV} is not set"
+
+
+def tensorrt_status(plugin_library: str | os.PathLike | None = None, *, need_plugin: bool = True) -> TensorRTStatus:
+    """Whether engines can be built and run here; the reason lists every missing piece."""
+    missing = []
+    module_problem = _tensorrt_module_problem()
+    if module_problem:
+        missing.append(module_problem)
+    devices, no_gpu = cuda_devices()
+    if no_gpu:
+        missing.append(no_gpu)
+    library = None
+    if need_plugin:
+        library, where = resolve_plugin_library(plugin_library)
+        if library is None:
+            missing.append(f"plugin library libtransnext_aa_plugin.so not built ({where}; run "
+                           "`transnext-deploy build-plugin --target plugin`, or set $TRANSNEXT_AA_PLUGIN)")
+    if missing:
+        return TensorRTStatus(False, "; ".join(missing))
+    import tensorrt as trt
+
+    found = f"TensorRT {trt.__version__}, {devices[0].name} (sm_{devices[0].sm})"
+    if library is not None:
+        found += f", plugin {library}"
+    return TensorRTStatus(True, found)
+
+
+def require_tensorrt(plugin_library: str | os.PathLike | None = None, *, need_plugin: bool = True) -> Path | None:
+    """Raise TensorRTUnavailable unless TensorRT, a GPU (and the plugin library) are here; returns the
+    plugin library path (None when not needed)."""
+    status = tensorrt_status(plugin_library, need_plugin=need_plugin)
+    if not status.available:
+        raise TensorRTUnavailable(f"TensorRT engines cannot be built here: {status.reason}")
+    return resolve_plugin_library(plugin_library)[0] if need_plugin else None
+
+
+# ---------------------------------------------------------------------------------------------
+# plugin and logger
+
+_LOADED_PLUGINS: dict[Path, ctypes.CDLL] = {}
+_PLUGIN_LOCK = threading.Lock()
+
+
+def load_plugin(plugin_library: str | os.PathLike | None = None) -> Path:
+    """Load the plugin library once per process (its creator registers itself) and check the
+    creator is in TensorRT's registry."""
+    import tensorrt as trt
+
+    from .ops.aggregated_attention import OP_NAME, OP_NAMESPACE, OP_VERSION
+
+    path, where = resolve_plugin_library(plugin_library)
+    if path is None:
+        raise TensorRTUnavailable(f"plugin library libtransnext_aa_plugin.so not found: {where}")
+    with _PLUGIN_LOCK:
+        if path not in _LOADED_PLUGINS:
+            try:
+                _LOADED_PLUGINS[path] = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+            except OSError as exc:
+                raise EngineError(f"cannot load plugin library {path}: {exc}") from None
+            trt.init_libnvinfer_plugins(_logger(), "")
+    if trt.get_plugin_registry().get_creator(OP_NAME, OP_VERSION, OP_NAMESPACE) is None:
+        raise EngineError(f"{path} loaded but no {OP_NAME} v{OP_VERSION} creator is registered: is it "
+                          "libtransnext_aa_plugin.so (not the _dynamic variant) built against this TensorRT?")
+    return path
+
+
+_LOGGER = None
+
+
+def _logger(verbose: bool = False):
+    import tensorrt as trt
+
+    global _LOGGER
+    if _LOGGER is None:
+        _LOGGER = _CollectingLogger(trt)
+    _LOGGER.verbose = verbose
+    return _LOGGER
+
+
+def _CollectingLogger(trt):  # noqa: N802 - a class built on demand (tensorrt is imported lazily)
+    class CollectingLogger(trt.ILogger):
+        """Prints warnings and errors, keeps the last errors for the exception message."""
+
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+            self.verbose = False
+
+        def log(self, severity, msg):  # called from C++: must not raise
+            try:
+                if severity in (trt.Logger.INTERNAL_ERROR, trt.Logger.ERROR):
+                    self.errors = (self.errors + [msg])[-5:]
+                if severity in (trt.Logger.INTERNAL_ERROR, trt.Logger.ERROR, trt.Logger.WARNING) or self.verbose:
+                    print(f"[TensorRT] {msg}", file=sys.stderr)
+            except Exception:  # noqa: BLE001
+                pass
+
+    return CollectingLogger()
+
+
+# ---------------------------------------------------------------------------------------------
+# building
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def engine_path_for(onnx_path: str | os.PathLike, precision: str) -> Path:
+    """model.aa_plugin.onnx + fp16 -> model.aa_plugin.fp16.engine (the manifest's trtexec naming)."""
+    onnx_path = Path(onnx_path)
+    return onnx_path.with_name(f"{onnx_path.stem}.{precision}{ENGINE_SUFFIX}")
+
+
+def metadata_path_for(engine_path: str | os.PathLike) -> Path:
+    engine_path = Path(engine_path)
+    return engine_path.with_name(engine_path.name + METADATA_SUFFIX)
+
+
+def default_timing_cache(tensorrt_version: str, device: CudaDevice) -> Path:
+    from .checkpoint import cache_dir
+
+    return cache_dir() / "tensorrt" / f"timing_trt{tensorrt_version}_sm{device.sm}.cache"
+
+
+def check_batch_profile(profile: Sequence[int]) -> tuple[int, int, int]:
+    if len(profile) != 3:
+        raise EngineError(f"batch profile must be (min, opt, max), got {tuple(profile)}")
+    lo, opt, hi = (int(v) for v in profile)
+    if not 1 <= lo <= opt <= hi:
+        raise EngineError(f"batch profile must satisfy 1 <= min <= opt <= max, got {lo}/{opt}/{hi}")
+    return lo, opt, hi
+
+
+def uses_custom_op(onnx_path: str | os.PathLike) -> bool:
+    """Whether a graph has aggregated-attention nodes (with or without a local-function body):
+    TensorRT then wants the plugin loaded."""
+    import onnx
+
+    from .ops.aggregated_attention import OP_NAME
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return any(n.op_type == OP_NAME for n in model.graph.node)
+
+
+def _onnx_input(onnx_path: Path) -> tuple[str, tuple[int, int]]:
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise EngineError(f"{onnx_path.name}: expected one image input, found {len(inputs)}")
+    dims = inputs[0].type.tensor_type.shape.dim
+    if len(dims) != 4 or not all(d.HasField("dim_value") for d in dims[1:]):
+        raise EngineError(f"{onnx_path.name}: input {inputs[0].name} is not (batch, 3, H, W) with static H, W")
+    return inputs[0].name, (dims[2].dim_value, dims[3].dim_value)
+
+
+@dataclass
+class EngineBuild:
+    path: Path
+    metadata: dict
+    reused: bool
+
+
+def _metadata_key(meta: dict) -> dict:
+    keys = ("format", "tensorrt_version", "precision", "tf32", "batch_profile", "source_onnx", "plugin_library")
+    key = {k: meta.get(k) for k in keys}
+    key["gpu_sm"] = (meta.get("gpu") or {}).get("sm")
+    return key
+
+
+def build_engine(
+    onnx_path: str | os.PathLike,
+    precision: str = "fp32",
+    *,
+    engine_path: str | os.PathLike | None = None,
+    batch_profile: Sequence[int] = DEFAULT_BATCH_PROFILE,
+    plugin_library: str | os.PathLike | None = None,
+    timing_cache: str | os.PathLike | None = None,
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB,
+    rebuild: bool = False,
+    verbose: bool = False,
+) -> EngineBuild:
+    """Build (or reuse) one engine from an ONNX graph; writes the engine and `<engine>.json`."""
+    if precision not in PRECISIONS:
+        raise EngineError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise EngineError(f"ONNX graph not found: {onnx_path}")
+    needs_plugin = uses_custom_op(onnx_path)
+    library = require_tensorrt(plugin_library, need_plugin=needs_plugin)
+    import tensorrt as trt
+
+    lo, opt, hi = check_batch_profile(batch_profile)
+    input_name, (h, w) = _onnx_input(onnx_path)
+    devices, _ = cuda_devices()
+    device = devices[0]
+    engine_path = Path(engine_path) if engine_path is not None else engine_path_for(onnx_path, precision)
+    meta_path = metadata_path_for(engine_path)
+    metadata = {
+        "format": METADATA_FORMAT,
+        "tensorrt_version": trt.__version__,
+        "gpu": device.as_dict(),
+        "precision": precision,
+        "tf32": False,
+        "resolution": [h, w],
+        "input": {"name": input_name, "shape": ["batch", 3, h, w]},
+        "batch_profile": {"min": lo, "opt": opt, "max": hi},
+        "source_onnx": {"file": onnx_path.name, "sha256": sha256_file(onnx_path)},
+        "plugin_library": ({"path": str(library), "sha256": sha256_file(library)} if library else None),
+    }
+    if not rebuild and engine_path.is_file() and meta_path.is_file():
+        try:
+            old = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            old = {}
+        if _metadata_key(old) == _metadata_key(metadata) and old.get("engine_sha256") == sha256_file(engine_path):
+            return EngineBuild(engine_path, old, True)
+
+    if library is not None:
+        load_plugin(library)
+    logger = _logger(verbose)
+    logger.errors = []
+    start = time.perf_counter()
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise EngineError(f"TensorRT's ONNX parser rejects {onnx_path.name}: " + " | ".join(
+            " ".join(e.split()) for e in errors[:3]))
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
+    config.clear_flag(trt.BuilderFlag.TF32)
+    if precision == "fp16":
+        config.set_flag(trt.BuilderFlag.FP16)  # layers TensorRT keeps in fp32 stay true fp32 (no TF32)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(input_name, (lo, 3, h, w), (opt, 3, h, w), (hi, 3, h, w))
+    config.add_optimization_profile(profile)
+
+    cache_path = Path(timing_cache) if timing_cache is not None else default_timing_cache(trt.__version__, device)
+    cache_bytes = b""
+    if cache_path.is_file():
+        cache_bytes = cache_path.read_bytes()
+    cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        detail = " | ".join(" ".join(e.split()) for e in logger.errors) or "see the TensorRT log above"
+        raise EngineError(f"TensorRT could not build a {precision} engine from {onnx_path.name}: {detail}")
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = engine_path.with_name(f".{engine_path.name}.tmp")
+    tmp.write_bytes(bytes(memoryview(serialized)))
+    os.replace(tmp, engine_path)
+    try:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_cache = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.tmp")
+        tmp_cache.write_bytes(bytes(memoryview(config.get_timing_cache().serialize())))
+        os.replace(tmp_cache, cache_path)
+        metadata["timing_cache"] = str(cache_path)
+    except OSError as exc:  # a cache that cannot be written only makes the next build slower
+        metadata["timing_cache"] = f"not written: {exc}"
+    from . import __version__
+
+    metadata.update({
+        "engine_file": engine_path.name,
+        "engine_bytes": engine_path.stat().st_size,
+        "engine_sha256": sha256_file(engine_path),
+        "build_seconds": round(time.perf_counter() - start, 1),
+        "workspace_mib": workspace_mib,
+        "built_by": f"transnext-deploy {__version__}",
+        "host": platform.node(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    meta_path.write_text(json.dumps(metadata, indent=2))
+    return EngineBuild(engine_path, metadata, False)
+
+
+def build_engines_for_artifact(
+    artifact_dir: str | os.PathLike,
+    precisions: Sequence[str] = PRECISIONS,
+    *,
+    source: str = DEFAULT_SOURCE,
+    batch_profile: Sequence[int] = DEFAULT_BATCH_PROFILE,
+    plugin_library: str | os.PathLike | None = None,
+    timing_cache: str | os.PathLike | None = None,
+    rebuild: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Build one engine per precision next to the artifact's ONNX graph (default: the custom-op
+    graph, which needs the plugin); returns the engine paths. Raises TensorRTUnavailable with the
+    missing pieces when TensorRT, a GPU or the plugin library is absent, EngineError otherwise."""
+    directory = Path(artifact_dir)
+    onnx_path = directory / source
+    if not onnx_path.is_file():
+        raise EngineError(f"{onnx_path} not found: is {directory} an export artifact directory?")
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown or not precisions:
+        raise EngineError(f"precisions must be among {', '.join(PRECISIONS)}, got {list(precisions)}")
+    require_tensorrt(plugin_library, need_plugin=uses_custom_op(onnx_path))
+    paths = []
+    for precision in precisions:
+        if progress:
+            progress(f"building the {precision} TensorRT engine from {source}")
+        result = build_engine(onnx_path, precision, batch_profile=batch_profile, plugin_library=plugin_library,
+                              timing_cache=timing_cache, rebuild=rebuild)
+        paths.append(result.path)
+    return paths
+
+
+def read_engine_metadata(engine_path: str | os.PathLike) -> dict:
+    path = metadata_path_for(engine_path)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise EngineError(f"engine metadata {path} unreadable: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# running
+
+
+class TensorRTRunner:
+    """Runs an engine. With torch CUDA: inputs and outputs are torch CUDA tensors (`infer_device`,
+    what the benchmark times, no host copies) or numpy arrays (`__call__`). Without torch CUDA:
+    polygraphy's TrtRunner, numpy in and out."""
+
+    def __init__(self, engine_path: str | os.PathLike, plugin_library: str | os.PathLike | None = None):
+        self.path = Path(engine_path)
+        if not self.path.is_file():
+            raise EngineError(f"engine not found: {self.path}")
+        try:
+            self.metadata = read_engine_metadata(self.path)
+        except EngineError:
+            self.metadata = {}
+        needs_plugin = bool(self.metadata.get("plugin_library", True))
+        library = plugin_library or ((self.metadata.get("plugin_library") or {}).get("path") if needs_plugin
+                                     else None)
+        if library and not Path(library).is_file():
+            library = None  # metadata from another machine: fall back to the usual places
+        require_tensorrt(library, need_plugin=needs_plugin)
+        import tensorrt as trt
+
+        if needs_plugin:
+            load_plugin(library)
+        self._trt = trt
+        self._torch = None
+        self._poly = None
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                self._torch = torch
+        except ImportError:
+            pass
+        data = self.path.read_bytes()
+        if self._torch is None:
+            from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+            self._poly = TrtRunner(EngineFromBytes(data))
+            self._poly.activate()
+            self.engine = self._poly.engine
+            self.context = self._poly.context
+        else:
+            self.engine = trt.Runtime(_logger()).deserialize_cuda_engine(data)
+            if self.engine is None:
+                raise EngineError(f"cannot deserialize {self.path.name}: built by another TensorRT version or GPU? "
+                                  f"(metadata: TensorRT {self.metadata.get('tensorrt_version')}, "
+                                  f"sm_{(self.metadata.get('gpu') or {}).get('sm')})")
+            self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.output_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+
+    @property
+    def device_memory_bytes(self) -> int | None:
+        """Activation (scratch) memory the execution context holds."""
+        for attr in ("device_memory_size_v2", "device_memory_size"):
+            value = getattr(self.engine, attr, None)
+            if value is not None:
+                return int(value)
+        return None
+
+    def _torch_dtype(self, name: str):
+        trt, torch = self._trt, self._torch
+        mapping = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32,
+                   trt.int64: torch.int64, trt.int8: torch.int8, trt.bool: torch.bool}
+        return mapping[self.engine.get_tensor_dtype(name)]
+
+    def infer_device(self, x) -> list:
+        """Run on a torch CUDA tensor; returns torch CUDA tensors (synchronised)."""
+        if self._torch is None:
+            raise EngineError("infer_device needs torch with CUDA; use runner(numpy_array)")
+        torch = self._torch
+        x = x.to(device="cuda", dtype=self._torch_dtype(self.input_names[0])).contiguous()
+        if not self.context.set_input_shape(self.input_names[0], tuple(x.shape)):
+            profile = self.metadata.get("batch_profile")
+            raise EngineError(f"input shape {tuple(x.shape)} is outside the engine's profile {profile}")
+        self.context.set_tensor_address(self.input_names[0], x.data_ptr())
+        outputs = []
+        for name in self.output_names:
+            out = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=self._torch_dtype(name), device="cuda")
+            self.context.set_tensor_address(name, out.data_ptr())
+            outputs.append(out)
+        stream = torch.cuda.current_stream()
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise EngineError(f"{self.path.name}: execute_async_v3 failed")
+        stream.synchronize()
+        return outputs
+
+    def __call__(self, x) -> list[np.ndarray]:
+        if self._poly is not None:
+            result = self._poly.infer({self.input_names[0]: np.ascontiguousarray(x, dtype=np.float32)})
+            return [np.asarray(result[n], dtype=np.float32) for n in self.output_names]
+        torch = self._torch
+        tensor = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+        return [o.float().cpu().numpy() for o in self.infer_device(tensor)]
+
+    def close(self) -> None:
+        if self._poly is not None:
+            self._poly.deactivate()
+            self._poly = None
+        self.context = None
+        self.engine = None
+
+
+__all__ = [
+    "DEFAULT_BATCH_PROFILE",
+    "EngineBuild",
+    "EngineError",
+    "PRECISIONS",
+    "TensorRTRunner",
+    "TensorRTStatus",
+    "TensorRTUnavailable",
+    "build_engine",
+    "build_engines_for_artifact",
+    "cuda_devices",
+    "engine_path_for",
+    "load_plugin",
+    "read_engine_metadata",
+    "resolve_plugin_library",
+    "tensorrt_status",
+]
