@@ -215,8 +215,8 @@ def _one_line_error(result):
 
 
 def test_cli_export_json_summary(tmp_path):
-    ckpt = perturbed_checkpoint(tmp_path / "m.pth", "micro")
-    result = runner.invoke(app, ["export", "--size", "micro", "-r", "64", "-c", str(ckpt), "-o", str(tmp_path / "o"),
+    ckpt = perturbed_checkpoint(tmp_path / "t.pth", "tiny")
+    result = runner.invoke(app, ["export", "--size", "tiny", "-r", "64", "-c", str(ckpt), "-o", str(tmp_path / "o"),
                                  "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout[result.stdout.index("{"):])
