@@ -63,10 +63,11 @@ class UserError(Exception):
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     from .checkpoint import CheckpointError
+    from .engine import EngineError
     from .export import ExportError
     from .plugin_build import PluginBuildError
 
-    return (UserError, CheckpointError, ExportError, PluginBuildError, ValueError, OSError)
+    return (UserError, CheckpointError, ExportError, EngineError, PluginBuildError, ValueError, OSError)
 
 
 def one_line_errors(fn: Callable) -> Callable:
@@ -332,7 +333,7 @@ def _variant(size: str) -> str:
 
 
 # Commands that live in their own modules register themselves on `app` when imported.
-from . import cli_export  # noqa: E402,F401
+from . import cli_bench, cli_export  # noqa: E402,F401
 
 if __name__ == "__main__":
     # `python -m transnext_deploy.cli`: this file runs as __main__, while the command modules above

@@ -47,6 +47,8 @@ def export_command(
     TensorRT plugin, TensorRT 10.3+), model.aa_function.onnx (custom nodes with standard-op local
     functions, TensorRT 10.7+ / any runtime), validation.json and manifest.json. Exits non-zero,
     leaving no partial directory, when a graph differs from PyTorch by more than --tolerance.
+    Where TensorRT, a CUDA GPU and the plugin library are present it also builds fp32 and fp16
+    engines of model.aa_plugin.onnx; otherwise it says why it skipped them.
     """
     from .export import ExportOptions, check_options, export, parse_resolution, summary
 
@@ -59,7 +61,7 @@ def export_command(
         pretrain_size=pretrain_size, checkpoint=checkpoint, opset=opset, output_dir=output,
         position_bias=position_bias, tolerance=tolerance, threads=threads)
     count = len(check_options(options))
-    steps_per_artifact = 5
+    steps_per_artifact = 6
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task(f"export transnext_{options.variant}", total=count * steps_per_artifact)

@@ -238,7 +238,7 @@ def _logger(verbose: bool = False):
     return _LOGGER
 
 
-def _CollectingLogger(trt):  # noqa: N802 - a class built on demand (tensorrt is imported lazily)
+def _CollectingLogger(trt):  # a class built on demand: tensorrt is imported lazily
     class CollectingLogger(trt.ILogger):
         """Prints warnings and errors, keeps the last errors for the exception message."""
 
@@ -476,6 +476,23 @@ def build_engines_for_artifact(
     return paths
 
 
+def build_engines_if_available(
+    artifact_dir: str | os.PathLike,
+    precisions: Sequence[str] = PRECISIONS,
+    *,
+    plugin_library: str | os.PathLike | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[list[Path], str | None]:
+    """The export hook: build the engines when TensorRT, a GPU and the plugin are here; otherwise
+    build nothing and return the one-line reason to print. A build that fails where everything is
+    present raises EngineError (that is a real failure, not a skip)."""
+    status = tensorrt_status(plugin_library)
+    if not status.available:
+        return [], f"TensorRT engines skipped: {status.reason}"
+    return build_engines_for_artifact(artifact_dir, precisions, plugin_library=plugin_library,
+                                      progress=progress), None
+
+
 def read_engine_metadata(engine_path: str | os.PathLike) -> dict:
     path = metadata_path_for(engine_path)
     try:
@@ -594,14 +611,15 @@ class TensorRTRunner:
 
 __all__ = [
     "DEFAULT_BATCH_PROFILE",
+    "PRECISIONS",
     "EngineBuild",
     "EngineError",
-    "PRECISIONS",
     "TensorRTRunner",
     "TensorRTStatus",
     "TensorRTUnavailable",
     "build_engine",
     "build_engines_for_artifact",
+    "build_engines_if_available",
     "cuda_devices",
     "engine_path_for",
     "load_plugin",

@@ -34,6 +34,7 @@ import torch
 
 from . import __version__
 from .checkpoint import CheckpointError, download_weights, load_checkpoint, official_weights, sha256sum
+from .engine import EngineError, build_engines_if_available
 from .models import create_model
 from .models.transnext import AggregatedAttention, TransNeXt
 from .ops.aggregated_attention import OP_DOMAIN, OP_NAME, OP_VERSION
@@ -112,6 +113,7 @@ def parse_resolution(text: str) -> tuple[int, int]:
 
 def build_model(options: ExportOptions, resolution: tuple[int, int]) -> tuple[TransNeXt, dict]:
     """The PyTorch reference for one resolution, with its weights; returns (model, weights info)."""
+    torch.manual_seed(options.seed)  # random weights (no checkpoint) are reproducible across processes
     try:
         model = create_model(options.variant, img_size=resolution, pretrain_size=options.pretrain_size,
                              backbone=options.mode == "backbone", position_bias=options.position_bias)
@@ -120,8 +122,6 @@ def build_model(options: ExportOptions, resolution: tuple[int, int]) -> tuple[Tr
             from None
     model.eval()
     if options.checkpoint is None:
-        torch.manual_seed(options.seed)
-        model.apply(model._init_weights)
         weights = {"source": "random", "seed": options.seed,
                    "note": "no checkpoint given: randomly initialised weights (structure and speed only)"}
     else:
@@ -411,10 +411,18 @@ def export_resolution(options: ExportOptions, resolution: tuple[int, int],
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    files = {p.name: p.stat().st_size for p in sorted(final.iterdir())}
     notes = [weights["note"]] if "note" in weights else []
+    progress("building TensorRT engines")
+    try:
+        engines, skipped = build_engines_if_available(final, progress=progress)
+    except EngineError as exc:
+        raise ExportError(f"{final.name}: the ONNX artifacts are valid, but the TensorRT engine build failed: {exc}") \
+            from None
+    if skipped:
+        notes.append(skipped)
+    files = {p.name: p.stat().st_size for p in sorted(final.iterdir())}
     return ArtifactResult(str(final), resolution, files, len(matches), report, True,
-                          round(time.perf_counter() - start, 1), notes=notes)
+                          round(time.perf_counter() - start, 1), engines=[str(p) for p in engines], notes=notes)
 
 
 def check_options(options: ExportOptions) -> list[tuple[int, int]]:

@@ -1,0 +1,232 @@
+"""`transnext-deploy bench` and its library API (CPU only, micro at 64-96 px, a few runs)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from typer.main import get_command
+from typer.testing import CliRunner
+
+import transnext_deploy.cli_bench  # noqa: F401 - registers `bench` on the app
+from transnext_deploy import create_model
+from transnext_deploy.bench import (
+    BACKENDS,
+    BenchError,
+    BenchOptions,
+    _reset_high_water_mark,
+    ensure_artifacts,
+    load_report,
+    plot_report,
+    run_bench,
+)
+from transnext_deploy.cli import app
+from transnext_deploy.engine import tensorrt_status
+
+MAX_ABS_TOL = 1e-4  # exported graphs vs PyTorch, fp32 (as in test_export.py)
+ENV = {"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+RESOLUTIONS = [(64, 64), (96, 96)]
+BATCHES = [1, 2]
+
+
+def perturbed_checkpoint(path: Path, name: str, seed: int = 0) -> Path:
+    """Every parameter moved off its initial value (several start at 0 or 1): non-trivial logits."""
+    torch.manual_seed(seed)
+    model = create_model(name)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05 * (p.abs().mean() + 0.1))
+    torch.save({"model": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bench_setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    ckpt = perturbed_checkpoint(root / "micro.pth", "micro")
+    options = BenchOptions(variant="micro", resolutions=RESOLUTIONS, batches=BATCHES, backends=None, runs=2,
+                           warmup=1, max_seconds=1.0, min_runs=1, threads=2, checkpoint=str(ckpt),
+                           work_dir=root / "work")
+    events = []
+    report = run_bench(options, progress=lambda d, done, total: events.append((d, done, total)))
+    return report, options, root, events
+
+
+def _rows(report, backend):
+    return [r for r in report.rows if r.backend == backend]
+
+
+def test_every_backend_has_a_row_per_case(bench_setup):
+    report, _, _, events = bench_setup
+    cases = {(r, b) for r in RESOLUTIONS for b in BATCHES}
+    for backend in BACKENDS:
+        assert {(tuple(r.resolution), r.batch) for r in _rows(report, backend)} == cases, backend
+    assert len(report.rows) == len(BACKENDS) * len(cases)
+    for backend in ("torch-plain", "torch-fast", "ort-cpu", "ort-cpu-custom"):
+        assert all(r.status == "ok" for r in _rows(report, backend)), [r.status_text for r in _rows(report, backend)]
+    compile_rows = _rows(report, "torch-compile")
+    assert all(r.status == "skipped" and "--backend torch-compile" in r.reason for r in compile_rows)
+    assert events and events[-1][1] == pytest.approx(events[-1][2]), "progress did not reach its total"
+
+
+def test_missing_backends_say_why(bench_setup):
+    report, _, _, _ = bench_setup
+    status = tensorrt_status()
+    if status.available:
+        pytest.skip("TensorRT, a GPU and the plugin are present here")
+    for backend in ("tensorrt-fp32", "tensorrt-fp16"):
+        for r in _rows(report, backend):
+            assert r.status == "not available" and r.reason == status.reason
+            assert r.status_text.startswith("not available: ")
+    if not torch.cuda.is_available():
+        for r in _rows(report, "ort-cuda"):
+            assert r.status == "not available" and "CUDA" in r.reason, r.reason
+
+
+def test_latency_throughput_memory_fields(bench_setup):
+    report, options, _, _ = bench_setup
+    for r in (r for r in report.rows if r.ok):
+        lat = r.latency_ms
+        assert 1 <= r.runs <= options.runs
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        assert r.throughput_img_s == pytest.approx(r.batch * 1000 / lat["mean"])
+        assert r.first_call_ms is not None and r.first_call_ms > 0
+        assert len(r.times_ms) == r.runs and min(r.times_ms) == pytest.approx(lat["min"], abs=1e-3)
+        if _reset_high_water_mark():
+            assert r.memory_mib is not None and r.memory_mib >= 0 and "RSS" in r.memory_method
+
+
+def test_without_warmup_the_first_timed_pass_is_measured(bench_setup):
+    _, options, _, _ = bench_setup
+    report = run_bench(BenchOptions(variant="micro", resolutions=[64], batches=[1], backends=["ort-cpu", "torch-fast"],
+                                    runs=2, warmup=0, min_runs=1, threads=2, checkpoint=options.checkpoint,
+                                    work_dir=options.work_dir))
+    assert [r.backend for r in report.rows] == ["torch-fast", "ort-cpu"]
+    for r in report.rows:
+        assert r.ok and r.runs == 2 and r.first_call_ms == pytest.approx(r.times_ms[0], abs=1e-3)
+        if _reset_high_water_mark():
+            assert r.memory_mib is not None
+
+
+def test_exported_graphs_match_the_reference(bench_setup):
+    report, _, _, _ = bench_setup
+    for backend in ("ort-cpu", "ort-cpu-custom", "torch-fast"):
+        for r in _rows(report, backend):
+            acc = r.accuracy
+            assert acc["max_abs"] <= MAX_ABS_TOL, (backend, r.resolution, r.batch, acc)
+            assert acc["cosine"] > 0.99999 and acc["top1_agreement"] == 1.0
+            assert acc["ref_max_abs"] > 0.1  # perturbed weights give non-trivial logits
+    for r in _rows(report, "torch-plain"):
+        assert r.accuracy["max_abs"] == 0.0  # on the CPU it is the reference itself
+
+
+def test_artifacts_are_reused(bench_setup, monkeypatch):
+    report, options, _, _ = bench_setup
+    import transnext_deploy.export as export_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("exported again although the artifacts match")
+
+    monkeypatch.setattr(export_module, "export", refuse)
+    found = ensure_artifacts("micro", RESOLUTIONS, options.checkpoint, Path(options.work_dir))
+    assert {r: str(p) for r, p in found.items()} == {tuple(map(int, k.split("x"))): v
+                                                      for k, v in report.meta["artifacts"].items()}
+
+
+def test_json_and_png(bench_setup, tmp_path):
+    report, _, _, _ = bench_setup
+    path = report.write_json(tmp_path / "bench.json")
+    data = json.loads(path.read_text())
+    assert len(data["rows"]) == len(report.rows)
+    assert data["meta"]["variant"] == "micro" and data["meta"]["machine"]["threads"] == 2
+    assert {row["status_text"].split(":")[0] for row in data["rows"]} <= {"ok", "not available", "skipped"}
+    again = load_report(path)
+    assert [r.as_dict() for r in again.rows] == [r.as_dict() for r in report.rows]
+    png = plot_report(again, tmp_path / "plots" / "bench.png")
+    blob = png.read_bytes()
+    assert blob[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(blob) > 40_000, len(blob)
+
+
+def test_polygraphy_reproduces_the_comparison(bench_setup):
+    report, _, _, _ = bench_setup
+    entry = report.polygraphy[0]
+    assert set(entry["commands"]) >= {"ort-cpu", "ort-cpu-function-form", "tensorrt-fp32", "tensorrt-fp16"}
+    assert "--plugins $TRANSNEXT_AA_PLUGIN" in entry["commands"]["tensorrt-fp16"]
+    proc = subprocess.run(shlex.split(entry["commands"]["ort-cpu"]), capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "PASSED" in proc.stdout + proc.stderr
+
+
+def test_bad_options_are_refused_before_any_work(tmp_path):
+    for kwargs, fragment in (({"backends": ["tensorrt"]}, "unknown backend 'tensorrt'"),
+                             ({"resolutions": [16]}, "unsupported resolution 16x16"),
+                             ({"batches": [0]}, "batch sizes must be >= 1"),
+                             ({"variant": "huge"}, "unknown size 'huge'"),
+                             ({"runs": 0}, "runs must be >= 1")):
+        with pytest.raises(BenchError, match=re.escape(fragment)):
+            run_bench(BenchOptions(variant=kwargs.pop("variant", "micro"), work_dir=tmp_path / "w", **kwargs))
+    assert not (tmp_path / "w").exists()
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args), env=ENV)
+
+
+def test_cli_help_documents_every_option():
+    result = invoke("bench", "--help")
+    assert result.exit_code == 0, result.output
+    text = ANSI.sub("", result.output)
+    command = get_command(app).commands["bench"]
+    for param in command.params:
+        for opt in param.opts:
+            assert opt in text, f"{opt} missing from bench --help"
+        assert param.help, f"{param.name} has no help text"
+    for backend in BACKENDS:
+        assert backend in text
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--backend", "tensorrt-int8"], "unknown backend 'tensorrt-int8'"),
+    (["-r", "16"], "unsupported resolution 16x16"),
+    (["-r", "abc"], "resolution 'abc'"),
+    (["-b", "0"], "batch sizes must be >= 1"),
+    (["-b", "two"], "--batch takes whole numbers"),
+    (["-s", "huge"], "unknown size 'huge'"),
+    (["--plot", "out.svg"], "--plot writes a PNG"),
+    (["--device", "tpu"], "device must be auto, cpu or cuda"),
+])
+def test_cli_bad_input_is_one_line(tmp_path, args, fragment):
+    result = invoke("bench", "-s", "micro", "-r", "64", "--work-dir", str(tmp_path / "w"), *args)
+    assert result.exit_code == 1, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_cli_run_writes_table_json_and_plot(bench_setup, tmp_path):
+    _, options, _, _ = bench_setup
+    json_path, plot_path = tmp_path / "b.json", tmp_path / "b.png"
+    result = invoke("bench", "-s", "micro", "-r", "64", "--backend", "ort-cpu,torch-fast", "--backend",
+                    "tensorrt-fp16", "--runs", "2", "--warmup", "1", "--threads", "2", "-c", str(options.checkpoint),
+                    "--work-dir", str(options.work_dir), "--json", str(json_path), "--plot", str(plot_path))
+    assert result.exit_code == 0, result.output
+    out = ANSI.sub("", result.stdout)
+    assert "ort-cpu" in out and "torch-fast" in out and "tensorrt-fp16" in out
+    assert "polygraphy run" in out
+    data = json.loads(json_path.read_text())
+    assert [r["backend"] for r in data["rows"]] == ["torch-fast", "ort-cpu", "tensorrt-fp16"]
+    trt_row = data["rows"][-1]
+    assert trt_row["status"] == ("ok" if tensorrt_status().available else "not available")
+    assert plot_path.read_bytes()[:4] == b"\x89PNG"

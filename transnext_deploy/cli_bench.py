@@ -1,0 +1,209 @@
+"""`transnext-deploy bench`: the CLI layer over `transnext_deploy.bench`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .cli import UserError, app, console, one_line_errors
+
+
+def _split(values: list[str]) -> list[str]:
+    """Repeated options, each possibly comma-separated: -r 224 -r 384 or -r 224,384."""
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def _ints(values: list[str], option: str) -> list[int]:
+    try:
+        return [int(v) for v in _split(values)]
+    except ValueError:
+        raise UserError(f"{option} takes whole numbers, got {', '.join(values)}") from None
+
+
+@app.command("bench")
+@one_line_errors
+def bench_command(
+    size: str = typer.Option("tiny", "--size", "-s", help="Variant: micro, tiny, small, base or micro_AAAA."),
+    resolution: list[str] = typer.Option(  # noqa: B008
+        [], "--resolution", "-r", metavar="RES",
+        help="Input size, SIDE or HEIGHTxWIDTH; repeat or comma-separate for several. Default: 224 and 384."),
+    batch: list[str] = typer.Option(  # noqa: B008
+        [], "--batch", "-b", metavar="N", help="Batch size; repeat or comma-separate for several. Default: 1."),
+    backend: list[str] = typer.Option(  # noqa: B008
+        [], "--backend", metavar="NAME",
+        help="Backend to measure; repeat or comma-separate for several, or 'all'. torch-plain, torch-fast "
+             "(eager PyTorch with the published / the fused-op attention), torch-compile (opt-in on the CPU: "
+             "minutes to compile), ort-cpu (standard ONNX graph), ort-cpu-custom (custom-op graph, plugin "
+             "arithmetic on the CPU), ort-cuda, tensorrt-fp32, tensorrt-fp16. Default: all; those this machine "
+             "lacks get a 'not available: <reason>' row."),
+    runs: int = typer.Option(
+        10, "--runs", help="Timed passes per backend and case, interleaved across backends round by round "
+                           "(fewer once --max-seconds is used up)."),
+    warmup: int = typer.Option(1, "--warmup", help="Untimed passes per case before timing."),
+    max_seconds: float = typer.Option(
+        5.0, "--max-seconds",
+        help="Stop the timed rounds after this many seconds per backend once --min-runs rounds are done."),
+    min_runs: int = typer.Option(3, "--min-runs", help="Timed rounds whatever --max-seconds says."),
+    threads: Optional[int] = typer.Option(  # noqa: UP007
+        None, "--threads", help="CPU threads for PyTorch and onnxruntime. Default: the CPUs this process may use."),
+    device: str = typer.Option("auto", "--device",
+                               help="Where the torch-* backends run: auto (CUDA when torch sees a GPU), cpu, cuda. "
+                                    "The reference is always PyTorch, plain attention, fp32, on the CPU."),
+    checkpoint: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--checkpoint", "-c",
+        help="Official .pth, or 'official' to download it. Default: seeded random weights (speed and "
+             "agreement only)."),
+    work_dir: Optional[Path] = typer.Option(  # noqa: UP007
+        None, "--work-dir",
+        help="Where exported artifacts and polygraphy data are kept and reused. Default: "
+             "$TRANSNEXT_DEPLOY_CACHE/bench or ~/.cache/transnext-deploy/bench."),
+    plugin: Optional[Path] = typer.Option(  # noqa: UP007
+        None, "--plugin", help="TensorRT plugin library (libtransnext_aa_plugin.so). Default: $TRANSNEXT_AA_PLUGIN, "
+                               "else the build directory of `transnext-deploy build-plugin`."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random weights and of the input images."),
+    no_memory: bool = typer.Option(False, "--no-memory", help="Do not measure peak memory."),
+    json_path: Optional[Path] = typer.Option(  # noqa: UP007
+        None, "--json", help="Write every number (rows, machine, commands) to this JSON file."),
+    plot_path: Optional[Path] = typer.Option(  # noqa: UP007
+        None, "--plot", help="Write a PNG: latency vs resolution per backend (log scale) and speed-ups."),
+) -> None:
+    """Latency, throughput, peak memory and accuracy vs PyTorch for every backend, side by side.
+
+    For each backend x resolution x batch: warm-up, timed passes, latency p50/p90/p99, throughput,
+    peak memory, and max-abs / cosine / top-1 agreement against PyTorch with the published attention
+    (fp32, CPU). Exported artifacts are made with `export` in --work-dir and reused. The table goes to
+    stdout, progress to stderr.
+    """
+    from .bench import BenchOptions, plot_report, run_bench
+    from .export import parse_resolution
+
+    resolutions = [parse_resolution(r) for r in _split(resolution)] or None
+    batches = _ints(batch, "--batch") or None
+    backends = _split(backend) or None
+    if plot_path is not None and plot_path.suffix.lower() != ".png":
+        raise UserError(f"--plot writes a PNG: give a path ending in .png, got {plot_path}")
+    for path, option in ((json_path, "--json"), (plot_path, "--plot")):
+        if path is not None and path.is_dir():
+            raise UserError(f"{option} {path} is a directory; give a file path")
+    options = BenchOptions(
+        variant=size, runs=runs, warmup=warmup, max_seconds=max_seconds, min_runs=min_runs, threads=threads,
+        device=device, checkpoint=checkpoint, work_dir=work_dir, plugin_library=plugin, seed=seed,
+        memory=not no_memory, backends=backends)
+    if resolutions:
+        options.resolutions = resolutions
+    if batches:
+        options.batches = batches
+
+    started = time.perf_counter()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task(f"bench transnext_{size}", total=None)
+
+        def on_progress(description: str, completed: float, total: float) -> None:
+            progress.update(task, description=description, completed=completed, total=total)
+
+        report = run_bench(options, progress=on_progress)
+
+    out = Console(width=None if sys.stdout.isatty() else 160)
+    out.print(_table(report))
+    _print_notes(report, out)
+    if json_path is not None:
+        report.write_json(json_path)
+        console.print(f"wrote {json_path}")
+    if plot_path is not None:
+        plot_report(report, plot_path)
+        console.print(f"wrote {plot_path}")
+    console.print(f"bench finished in {time.perf_counter() - started:.0f} s")
+
+
+def _table(report) -> Table:
+    """One row per measured case; a backend that did not run is one row with a numbered reason."""
+    from rich import box
+
+    from .bench import fmt_number as f
+
+    meta = report.meta
+    machine = meta["machine"]
+    table = Table(title=f"transnext_{meta['variant']} · {machine['threads']} CPU threads · {machine['cpu']}",
+                  box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    for name in ("backend", "res", "batch", "runs", "p50 ms", "p90 ms", "p99 ms", "img/s", "peak MiB", "max-abs",
+                 "cosine", "top-1", "status"):
+        table.add_column(name, justify="left" if name in ("backend", "status") else "right", no_wrap=True)
+    shown_missing: set[str] = set()
+    last_batch = None
+    for r in report.rows:
+        if r.ok:
+            if last_batch is not None and r.batch != last_batch:
+                table.add_section()
+            last_batch = r.batch
+            lat, acc = r.latency_ms, r.accuracy
+            table.add_row(r.backend, _res(r.resolution), str(r.batch), str(r.runs), f(lat["p50"], "ms"),
+                          f(lat["p90"], "ms"), f(lat["p99"], "ms"), f(r.throughput_img_s, "ips"),
+                          f(r.memory_mib, "mib"), f(acc.get("max_abs"), "err"), f(acc.get("cosine"), "cos"),
+                          f(acc.get("top1_agreement"), "top1"), "[green]ok[/]")
+    footnotes = _footnotes(report.rows)
+    if footnotes:
+        table.add_section()
+    for number, (text, backends) in enumerate(footnotes.items(), 1):
+        for b in backends:
+            if b in shown_missing:
+                continue
+            shown_missing.add(b)
+            cases = [r for r in report.rows if r.backend == b]
+            status = cases[0].status
+            color = "yellow" if status == "skipped" else "red"
+            table.add_row(b, "all", "all", "-", "-", "-", "-", "-", "-", "-", "-", "-",
+                          f"[{color}]{status} [{number}][/]")
+    return table
+
+
+def _res(resolution) -> str:
+    h, w = resolution
+    return str(h) if h == w else f"{h}x{w}"
+
+
+def _footnotes(rows) -> dict[str, list[str]]:
+    """reason -> backends, for backends with no measured case (a backend that failed only in some
+    cases keeps a row per failed case in --json)."""
+    measured = {r.backend for r in rows if r.ok}
+    notes: dict[str, list[str]] = {}
+    for r in rows:
+        if not r.ok and r.backend not in measured:
+            names = notes.setdefault(r.status_text, [])
+            if r.backend not in names:
+                names.append(r.backend)
+    return notes
+
+
+def _print_notes(report, out: Console) -> None:
+    """Footnotes of the table and the polygraphy command lines on stdout; measurement notes on stderr."""
+    for number, (text, backends) in enumerate(_footnotes(report.rows).items(), 1):
+        out.print(f"[{number}] {', '.join(backends)}: {text}", highlight=False, markup=False, soft_wrap=True)
+    measured = {r.backend for r in report.rows if r.ok}
+    for r in report.rows:
+        if not r.ok and r.backend in measured:
+            out.print(f"{r.backend} {_res(r.resolution)} batch {r.batch}: {r.status_text}", highlight=False,
+                      markup=False, soft_wrap=True)
+    if report.polygraphy:
+        first = report.polygraphy[0]
+        res = "x".join(map(str, first["resolution"]))
+        out.print(f"Reproduce a comparison with polygraphy ({res}, batch {first['batch']}; against the PyTorch "
+                  "outputs this run saved):", highlight=False, soft_wrap=True)
+        for name in ("ort-cpu", "tensorrt-fp16"):
+            out.print(f"  {first['commands'][name]}", highlight=False, soft_wrap=True, markup=False)
+        out.print("  (every resolution and batch, TensorRT fp32 and the function form: 'polygraphy' in --json)",
+                  highlight=False, soft_wrap=True)
+    for m in sorted({r.memory_method for r in report.rows if r.ok and r.memory_method}):
+        console.print(f"[dim]peak MiB: {m}[/]", highlight=False, soft_wrap=True)
+    for backend, note in sorted({(r.backend, n) for r in report.rows for n in r.notes}):
+        console.print(f"[dim]{backend}: {note}[/]", highlight=False, soft_wrap=True)
+
+
+__all__ = ["bench_command"]
