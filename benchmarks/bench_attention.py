@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         mem = {impl: r.get(f"{impl}_memory") or {} for impl in IMPLS}
 
-        def peaks(impl: str) -> str:
+        def peaks(impl: str, mem: dict = mem) -> str:
             m = mem[impl]
             if not m:
                 return "-"

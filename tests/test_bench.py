@@ -14,7 +14,6 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 import transnext_deploy.cli_bench  # noqa: F401 - registers `bench` on the app
-from transnext_deploy import create_model
 from transnext_deploy.bench import (
     BACKENDS,
     BenchError,
@@ -28,23 +27,13 @@ from transnext_deploy.bench import (
 from transnext_deploy.cli import app
 from transnext_deploy.engine import tensorrt_status
 
+from helpers import perturbed_checkpoint
+
 MAX_ABS_TOL = 1e-4  # exported graphs vs PyTorch, fp32 (as in test_export.py)
 ENV = {"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 RESOLUTIONS = [(64, 64), (96, 96)]
 BATCHES = [1, 2]
-
-
-def perturbed_checkpoint(path: Path, name: str, seed: int = 0) -> Path:
-    """Every parameter moved off its initial value (several start at 0 or 1): non-trivial logits."""
-    torch.manual_seed(seed)
-    model = create_model(name)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05 * (p.abs().mean() + 0.1))
-    torch.save({"model": model.state_dict()}, path)
-    return path
 
 
 @pytest.fixture(scope="module")

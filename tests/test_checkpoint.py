@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import http.server
 import os
 import pickle
-import threading
-from pathlib import Path
 
 import pytest
 import torch
@@ -124,38 +121,6 @@ def test_code_in_a_checkpoint_is_never_executed(tmp_path, monkeypatch):
 # hub download, against a local HTTP server holding files this test makes
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    truncate: set[str] = set()
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):  # noqa: N802 - http.server's API
-        path = Path(self.directory) / self.path.lstrip("/").replace("/resolve/main", "")
-        if not path.is_file():
-            self.send_error(404)
-            return
-        data = path.read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data[: len(data) // 2] if path.name in self.truncate else data)
-
-
-@pytest.fixture()
-def hub(tmp_path):
-    root = tmp_path / "hub"
-    root.mkdir()
-    handler = lambda *a, **k: _Handler(*a, directory=str(root), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    _Handler.truncate = set()
-
-
 def test_download_fetches_once_and_the_file_loads(hub, tmp_path):
     root, url = hub
     weights = official_weights("micro")
@@ -181,7 +146,7 @@ def test_failed_downloads_leave_nothing_behind(hub, tmp_path):
     assert list(cache.iterdir()) == []
     (root / weights.repo).mkdir(parents=True)
     torch.save(create_model("micro").state_dict(), root / weights.repo / weights.filename)
-    _Handler.truncate = {weights.filename}
+    hub.truncate.add(weights.filename)
     with pytest.raises(CheckpointError, match="stopped at|could not download"):
         download_weights(weights, cache, hub_url=url)
     assert list(cache.iterdir()) == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
 import importlib.util
 import json
 import os
@@ -10,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -118,34 +116,6 @@ def test_unknown_size_is_one_line_without_traceback():
 
 def test_download_errors_are_one_line():
     assert_one_line_error(invoke("download", "--size", "tiny", "--resolution", "384"), "224 only, not 384")
-
-
-class _Hub(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):  # noqa: N802 - http.server's API
-        path = Path(self.directory) / self.path.lstrip("/").replace("/resolve/main", "")
-        if not path.is_file():
-            self.send_error(404)
-            return
-        data = path.read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
-@pytest.fixture()
-def hub(tmp_path):
-    root = tmp_path / "hub"
-    root.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a, **k: _Hub(*a, directory=str(root), **k))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 def test_download_from_local_hub_json(hub, tmp_path):

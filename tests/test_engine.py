@@ -129,7 +129,7 @@ def plugin_library(tmp_path_factory):
 @gpu
 def test_engines_match_pytorch(tmp_path, plugin_library):
     import tensorrt as trt
-    from test_bench import perturbed_checkpoint
+    from helpers import perturbed_checkpoint
 
     from transnext_deploy.export import PLUGIN_FILE, ExportOptions, build_model, export
 

@@ -30,19 +30,9 @@ from transnext_deploy.rewrite import UnrecognizedGraphError, fuse_aggregated_att
 from transnext_deploy.runtime import cpu_session
 from transnext_deploy.validation import error_stats
 
+from helpers import perturbed_checkpoint
+
 MAX_ABS_TOL = 1e-4  # every exported graph vs PyTorch, fp32
-
-
-def perturbed_checkpoint(path: Path, name: str, seed: int = 0, **kwargs) -> Path:
-    """A checkpoint whose every parameter is moved off its initial value (several start at 0 or 1)."""
-    torch.manual_seed(seed)
-    model = create_model(name, **kwargs)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05 * (p.abs().mean() + 0.1))
-    torch.save({"model": model.state_dict()}, path)
-    return path
 
 
 @pytest.fixture(scope="module")

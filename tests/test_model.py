@@ -17,19 +17,13 @@ from transnext_deploy.models.position_bias import (
 from transnext_deploy.models.transnext import AggregatedAttention, Attention, stage_geometry
 from transnext_deploy.validation import error_stats
 
+from helpers import perturb_
+
 # fast vs plain, and either vs the per-pixel ground truth: max|diff| / max|ref| in fp32
 REL_TOL = 1e-4
 
 # Published parameter counts (millions), from the paper's model zoo.
 PUBLISHED_PARAMS_M = {"micro": 12.8, "tiny": 28.2, "small": 49.7, "base": 89.7, "micro_AAAA": 13.1}
-
-
-def perturb_(model: torch.nn.Module, scale: float = 0.05, seed: int = 0) -> None:
-    """Move every parameter away from its initial value (several start at exactly zero or one)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * scale * (p.abs().mean() + 0.1))
 
 
 def assert_close(ref, out, tol=REL_TOL, what=""):

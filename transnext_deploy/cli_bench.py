@@ -151,7 +151,7 @@ def _table(report) -> Table:
     footnotes = _footnotes(report.rows)
     if footnotes:
         table.add_section()
-    for number, (text, backends) in enumerate(footnotes.items(), 1):
+    for number, backends in enumerate(footnotes.values(), 1):
         for b in backends:
             if b in shown_missing:
                 continue

@@ -1,0 +1,52 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+
+@dataclass
+class LocalHub:
+    """A loopback HTTP server laid out like the model hub (`<repo>/resolve/main/<file>`)."""
+
+    root: Path
+    url: str
+    truncate: set[str] = field(default_factory=set)  # file names served cut in half
+
+    def __iter__(self):
+        return iter((self.root, self.url))
+
+
+@pytest.fixture()
+def hub(tmp_path):
+    root = tmp_path / "hub"
+    root.mkdir()
+    state = LocalHub(root, "")
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802 - http.server's API
+            path = root / self.path.lstrip("/").replace("/resolve/main", "")
+            if not path.is_file():
+                self.send_error(404)
+                return
+            data = path.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2] if path.name in state.truncate else data)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield state
+    server.shutdown()
+    server.server_close()
