@@ -38,7 +38,7 @@ from .engine import EngineError, build_engines_if_available
 from .models import create_model
 from .models.transnext import AggregatedAttention, TransNeXt
 from .ops.aggregated_attention import OP_DOMAIN, OP_NAME, OP_VERSION
-from .rewrite import fused_model, function_form
+from .rewrite import function_form, fused_model, overload_name
 from .validation import error_stats, top1_agreement
 
 DEFAULT_OPSET = 17
@@ -317,8 +317,7 @@ def _manifest(model: TransNeXt, options: ExportOptions, resolution, weights, mat
         outputs = {n: ["batch", model.config.embed_dims[i], *grids[i]] for i, n in enumerate(names)}
     else:
         outputs = {"logits": ["batch", model.head.out_features]}
-    overloads = sorted({n.overload for n in onnx.load(str(directory / FUNCTION_FILE), load_external_data=False)
-                        .graph.node if n.op_type == OP_NAME})
+    overloads = sorted({overload_name(m.attrs, m.head_dim) for m in matches})
     files = {}
     for path in sorted(directory.iterdir()):
         if path.name != "manifest.json":

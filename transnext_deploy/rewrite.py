@@ -406,7 +406,8 @@ def fused_model(model: onnx.ModelProto, expected: int | None = None) -> tuple[on
 # local-function form
 
 
-def _overload(attrs: dict[str, int], head_dim: int) -> str:
+def overload_name(attrs: dict[str, int], head_dim: int) -> str:
+    """Name of the local-function overload that serves one set of attributes."""
     a = attrs
     return (f"g{a['height']}x{a['width']}_p{a['pool_height']}x{a['pool_width']}_h{a['num_heads']}x{head_dim}"
             f"_w{a['window_size']}")
@@ -444,7 +445,7 @@ def decomposition_function(attrs: dict[str, int], head_dim: int, opset: int) -> 
         OP_DOMAIN, OP_NAME, [i.name for i in body.graph.input], [o.name for o in body.graph.output], nodes,
         [onnx.helper.make_opsetid("", opset)],
         attributes=[*a.keys(), PLUGIN_VERSION_ATTRIBUTE])
-    function.overload = _overload(a, head_dim)
+    function.overload = overload_name(a, head_dim)
     return function
 
 
@@ -458,7 +459,7 @@ def function_form(fused: onnx.ModelProto, matches: list[AttentionMatch], opset: 
         if node.op_type != OP_NAME or node.domain != OP_DOMAIN:
             continue
         m = by_name[node.name]
-        key = _overload(m.attrs, m.head_dim)
+        key = overload_name(m.attrs, m.head_dim)
         if key not in functions:
             functions[key] = decomposition_function(m.attrs, m.head_dim, opset)
         node.overload = key

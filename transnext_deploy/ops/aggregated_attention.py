@@ -53,6 +53,12 @@ L2_EPS = 1e-12
 # modify the returned tensors in place.
 
 
+def l2_normalize(x: torch.Tensor) -> torch.Tensor:
+    """F.normalize(x, dim=-1) without its expand_as: the same numbers, and the exported graph
+    divides by a broadcast norm instead of materialising an expanded copy first."""
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(L2_EPS)
+
+
 @functools.lru_cache(maxsize=64)
 def local_valid_counts(height: int, width: int, window_size: int) -> torch.Tensor:
     """Number of in-image window positions for every query pixel, shape (H*W,)."""
@@ -117,12 +123,12 @@ def aggregated_attention_core(
     L = w * w
 
     q = query.reshape(-1, H, W, nh, d)
-    q_norm = F.normalize(q, dim=-1)
+    q_norm = l2_normalize(q)
     seq_scale = sequence_length_scale(H, W, w, P).to(query.dtype).reshape(H, W, 1, 1)
     q_scaled = (q_norm + query_embedding) * temperature_scale.reshape(nh, 1) * seq_scale
 
     k, v = key_value.reshape(-1, H, W, 2, nh, d).unbind(3)
-    k = F.normalize(k, dim=-1)
+    k = l2_normalize(k)
     # Zero padding: an out-of-image key scores only its bias (masked to -inf below) and an
     # out-of-image value is zero, so it contributes nothing to the output.
     k_pad = F.pad(k, (0, 0, 0, 0, r, r, r, r))
@@ -135,7 +141,7 @@ def aggregated_attention_core(
     local_scores = local_scores + local_bias + border
 
     k_pool, v_pool = pooled_key_value.reshape(-1, P, 2, nh, d).unbind(2)
-    k_pool = F.normalize(k_pool, dim=-1)
+    k_pool = l2_normalize(k_pool)
     q_scaled_h = q_scaled.reshape(-1, N, nh, d).transpose(1, 2)  # (B, nh, N, d)
     pool_scores = q_scaled_h @ k_pool.permute(0, 2, 3, 1) + pool_bias  # (B, nh, N, P)
 
@@ -171,6 +177,7 @@ __all__ = [
     "PLUGIN_VERSION_ATTRIBUTE",
     "L2_EPS",
     "aggregated_attention_core",
+    "l2_normalize",
     "local_border_mask",
     "local_valid_counts",
     "sequence_length_scale",
