@@ -96,12 +96,21 @@ class StageGeometry:
     pool_grid: tuple[int, int]
     bias_query_grid: tuple[int, int]  # grid the CPB MLP is evaluated on (differs when interpolating)
     bias_key_grid: tuple[int, int]
+    pretrain_grid: tuple[int, int]  # scales the relative coordinates
     factorized: FactorizedCPB
-    reference_index: torch.Tensor  # (Nq*Nk,) published index map
-    reference_table: torch.Tensor  # (U, 2) published table
     seq_length_scale: torch.Tensor  # (N, 1) for aggregated attention, scalar for full attention
     padding_mask: torch.Tensor | None = None  # (N, L) bool, True outside the image (plain path)
-    cache: dict = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)  # per-device copies
+    _reference: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def reference_cpb(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The published (index map (Nq*Nk,), table (U, 2)), built on first use: only the plain
+        path reads it, and its index map is the largest table of a stage."""
+        if self._reference is None:
+            index, table = reference_cpb_table(self.bias_query_grid, self.bias_key_grid, self.pretrain_grid)
+            device = self.factorized.table.device
+            self._reference = (index.to(device), table.to(device))
+        return self._reference
 
     def to(self, device: torch.device) -> "StageGeometry":
         moved = self.cache.get(device)
@@ -109,11 +118,10 @@ class StageGeometry:
             def mv(t):
                 return None if t is None else t.to(device)
             moved = StageGeometry(
-                self.grid, self.pool_grid, self.bias_query_grid, self.bias_key_grid,
+                self.grid, self.pool_grid, self.bias_query_grid, self.bias_key_grid, self.pretrain_grid,
                 FactorizedCPB(mv(self.factorized.table), mv(self.factorized.index_h),
                               mv(self.factorized.index_w), self.factorized.num_w),
-                mv(self.reference_index), mv(self.reference_table), mv(self.seq_length_scale),
-                mv(self.padding_mask),
+                mv(self.seq_length_scale), mv(self.padding_mask),
             )
             self.cache[device] = moved
         return moved
@@ -148,7 +156,6 @@ def stage_geometry(
         if min(bk) < 1:
             raise ValueError(f"position_bias='interpolate' needs a trained grid with a non-empty pool grid; "
                              f"{bq[0]}x{bq[1]} with sr_ratio {sr_ratio} has none")
-    index, table = reference_cpb_table(bq, bk, pretrain_grid)
     factorized = factorized_cpb_table(bq, bk, pretrain_grid)
     if window_size:
         counts, mask = _padding_mask_and_counts(grid, window_size)
@@ -156,7 +163,7 @@ def stage_geometry(
     else:
         mask = None
         scale = torch.log(torch.tensor(float(grid[0] * grid[1])))
-    return StageGeometry(grid, pool, bq, bk, factorized, index, table, scale, mask)
+    return StageGeometry(grid, pool, bq, bk, pretrain_grid, factorized, scale, mask)
 
 
 class DWConv(nn.Module):
@@ -223,7 +230,8 @@ def _compute_position_bias(attn: nn.Module, geo: StageGeometry, plain: bool) -> 
     nq = geo.bias_query_grid[0] * geo.bias_query_grid[1]
     nk = geo.bias_key_grid[0] * geo.bias_key_grid[1]
     if plain:
-        values = _cpb_mlp(attn, geo.reference_table).transpose(0, 1)[:, geo.reference_index]
+        index, table = geo.reference_cpb()
+        values = _cpb_mlp(attn, table).transpose(0, 1)[:, index]
     else:
         values = _cpb_mlp(attn, geo.factorized.table).transpose(0, 1)[:, geo.factorized.index()]
     bias = values.reshape(-1, nq, nk)
