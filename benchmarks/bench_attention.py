@@ -7,8 +7,14 @@ forward passes under `torch.inference_mode()` with `torch.set_num_threads(2)`:
 
 * warm-up passes first (the first call builds the stage geometry; the fast path also caches its
   position bias, which later calls reuse while the weights are unchanged);
-* then the timed passes, interleaved: plain, fast, fast, plain, plain, fast, ... so drift and
-  noise on the machine hit both implementations alike; the median of --runs passes is reported.
+* then the timed passes, interleaved: plain, fast, fast-linear, fast-linear, fast, plain, ... so
+  drift and noise on the machine hit every implementation alike; the median of --runs passes is
+  reported.
+
+"fast-linear" is the fast model with its token projections (q, kv, proj, fc1, fc2) left on
+F.linear instead of oneDNN (`transnext_deploy.models.transnext.ONEDNN_PROJECTIONS = False`, see
+`token_linear`): plain/fast-linear is what the attention rewrite alone buys, plain/fast what the
+fast model as shipped buys.
 
 Peak memory is measured apart, in a fresh Python process per (variant, resolution,
 implementation), so the implementations cannot share allocator caches: after the model and its
@@ -41,8 +47,10 @@ from pathlib import Path
 import torch
 
 from transnext_deploy import __version__, create_model
+from transnext_deploy.models import transnext as transnext_module
 
-IMPLS = ("plain", "fast")
+IMPLS = ("plain", "fast")  # the two implementations of the model (peak memory is probed for these)
+TIMED = ("plain", "fast", "fast-linear")
 MIB = 1024 * 1024
 
 
@@ -135,31 +143,43 @@ def time_case(variant: str, resolution: int, runs: int, warmup: int) -> dict:
     models["fast"] = create_model(variant, img_size=resolution, attention="fast").eval()
     models["fast"].load_state_dict(models["plain"].state_dict())
     x = torch.randn(1, 3, resolution, resolution)
-    times: dict[str, list[float]] = {impl: [] for impl in IMPLS}
-    with torch.inference_mode():
-        outputs = {}
-        for _ in range(max(1, warmup)):
-            for impl in IMPLS:
-                outputs[impl] = models[impl](x)
-        ref = outputs["plain"]
-        rel_diff = float((outputs["fast"] - ref).abs().max() / ref.abs().max())
-        for i in range(runs):
-            # ABBA order: each implementation runs first in half of the pairs.
-            order = IMPLS if i % 2 == 0 else IMPLS[::-1]
-            for impl in order:
-                start = time.perf_counter()
-                models[impl](x)
-                times[impl].append((time.perf_counter() - start) * 1000)
-    median = {impl: statistics.median(times[impl]) for impl in IMPLS}
+    onednn = transnext_module.ONEDNN_PROJECTIONS
+
+    def run(name: str) -> torch.Tensor:
+        transnext_module.ONEDNN_PROJECTIONS = onednn and name != "fast-linear"
+        return models["plain" if name == "plain" else "fast"](x)
+
+    times: dict[str, list[float]] = {name: [] for name in TIMED}
+    try:
+        with torch.inference_mode():
+            outputs = {}
+            for _ in range(max(1, warmup)):
+                for name in TIMED:
+                    outputs[name] = run(name)
+            ref = outputs["plain"]
+            rel_diff = {name: float((outputs[name] - ref).abs().max() / ref.abs().max()) for name in TIMED[1:]}
+            for i in range(runs):
+                # each implementation runs first, middle and last equally often
+                order = TIMED if i % 2 == 0 else TIMED[::-1]
+                for name in order:
+                    start = time.perf_counter()
+                    run(name)
+                    times[name].append((time.perf_counter() - start) * 1000)
+    finally:
+        transnext_module.ONEDNN_PROJECTIONS = onednn
+    median = {name: statistics.median(times[name]) for name in TIMED}
     return {
         "variant": variant,
         "resolution": resolution,
         "plain_ms": median["plain"],
         "fast_ms": median["fast"],
+        "fast_linear_ms": median["fast-linear"],
         "ratio": median["plain"] / median["fast"],
-        "plain_ms_all": times["plain"],
-        "fast_ms_all": times["fast"],
-        "max_rel_diff": rel_diff,
+        "ratio_linear_projections": median["plain"] / median["fast-linear"],
+        "onednn_projections": onednn,
+        "times_ms": times,
+        "max_rel_diff": rel_diff["fast"],
+        "max_rel_diff_linear_projections": rel_diff["fast-linear"],
     }
 
 
@@ -221,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(case)
             print(f"  done {variant}@{resolution}", file=sys.stderr, flush=True)
 
-    header = (f"{'case':<12} {'plain ms':>9} {'fast ms':>9} {'plain/fast':>10} "
-              f"{'plain peak MiB':>15} {'fast peak MiB':>14}  {'max rel diff':>12}")
+    header = (f"{'case':<12} {'plain ms':>9} {'fast ms':>9} {'plain/fast':>10} {'fast-linear ms':>15} "
+              f"{'plain/fast-linear':>17} {'plain peak MiB':>15} {'fast peak MiB':>14}  {'max rel diff':>12}")
     print()
     print(header)
     print("-" * len(header))
@@ -236,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             return f"{_fmt_mib(m.get('steady_mib'))} ({_fmt_mib(m.get('first_mib'))})"
 
         print(f"{r['variant'] + '@' + str(r['resolution']):<12} {r['plain_ms']:>9.1f} {r['fast_ms']:>9.1f} "
-              f"{r['ratio']:>9.2f}x {peaks('plain'):>15} {peaks('fast'):>14}  {r['max_rel_diff']:>12.1e}")
+              f"{r['ratio']:>9.2f}x {r['fast_linear_ms']:>15.1f} {r['ratio_linear_projections']:>16.2f}x "
+              f"{peaks('plain'):>15} {peaks('fast'):>14}  {r['max_rel_diff']:>12.1e}")
     if not args.no_memory:
         print("peak MiB: steady-state call (first call, which also builds the geometry and caches)")
     elapsed = time.perf_counter() - started
@@ -254,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     key = next((r for r in results if r["variant"] == "tiny" and r["resolution"] == 224), None)
     if key is not None:
         print(f"tiny@224: fast is {key['ratio']:.2f}x faster than plain "
-              f"({key['plain_ms']:.1f} ms vs {key['fast_ms']:.1f} ms, median of {args.runs}, {args.threads} threads)")
+              f"({key['plain_ms']:.1f} ms vs {key['fast_ms']:.1f} ms, median of {args.runs}, {args.threads} threads); "
+              f"with F.linear projections {key['ratio_linear_projections']:.2f}x")
     else:
         print("tiny@224: not measured in this run (add --variants tiny --resolutions 224)")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -14,7 +15,8 @@ from transnext_deploy.models.position_bias import (
     reference_cpb_table,
     stage_grids,
 )
-from transnext_deploy.models.transnext import AggregatedAttention, Attention, stage_geometry
+from transnext_deploy.models import transnext as transnext_module
+from transnext_deploy.models.transnext import AggregatedAttention, Attention, stage_geometry, token_linear
 from transnext_deploy.validation import error_stats
 
 from helpers import perturb_
@@ -213,6 +215,50 @@ def test_fast_and_plain_agree_on_every_variant(name, size):
     assert model.attention == "plain"
     stats = assert_close(plain, fast, what=f"{name}@{size}")
     assert stats.cosine > 0.99999
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_fast_model_agrees_with_plain_with_either_projection_route(onednn, monkeypatch):
+    monkeypatch.setattr(transnext_module, "ONEDNN_PROJECTIONS", onednn)
+    torch.manual_seed(1)
+    model = create_model("micro", img_size=(64, 96), backbone=True).eval()
+    perturb_(model)
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        fast = model(x)
+        plain = model.set_attention("plain")(x)
+    for i, (p, f) in enumerate(zip(plain, fast)):
+        assert_close(p, f, what=f"stage {i + 1}, oneDNN projections {onednn}")
+
+
+@pytest.mark.parametrize("grid", [(14, 14), (7, 5), (1, 9)])
+def test_token_linear_is_the_linear_layer(grid):
+    layer = torch.nn.Linear(40, 72)
+    x = torch.randn(3, grid[0] * grid[1], 40)
+    with torch.no_grad():
+        ref = F.linear(x.double(), layer.weight.double(), layer.bias.double())
+        out = token_linear(layer, x, grid)
+        wide = token_linear(copy.deepcopy(layer).double(), x.double(), grid)  # float64 takes F.linear
+        strided = token_linear(layer, torch.cat([x, x], dim=-1)[..., :40], grid)  # a chunk() view, as in the GLU
+    assert out.shape == (3, grid[0] * grid[1], 72) and out.is_contiguous()
+    assert_close(ref, out, tol=1e-6, what=f"token_linear {grid}")
+    assert torch.equal(wide, ref)
+    assert torch.equal(strided, out)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_traced_projections_stay_linear_layers():
+    """Under a trace the fast model emits MatMul (+ Add) for its projections, never Conv: the
+    rewrite and TensorRT read Linear layers from them."""
+    model = create_model("micro", img_size=64).eval()
+    model.geometry(64, 64)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, torch.randn(1, 3, 64, 64), check_trace=False)
+    kinds = [n.kind() for n in traced.inlined_graph.nodes()]
+    convs = kinds.count("aten::_convolution")
+    # patch embeddings (4), depthwise convs of the GLUs (21) and `sr` of the aggregated-attention blocks (19)
+    assert convs == 4 + 21 + 19, convs
+    assert kinds.count("aten::linear") > 0
 
 
 def test_zero_initialised_terms_are_live_after_perturbation():

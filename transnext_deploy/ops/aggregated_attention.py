@@ -134,9 +134,9 @@ def aggregated_attention_core(
     k_pad = F.pad(k, (0, 0, 0, 0, r, r, r, r))
     v_pad = F.pad(v, (0, 0, 0, 0, r, r, r, r))
 
-    local_scores = torch.stack(
-        [(q_scaled * k_pad[:, a:a + H, b:b + W]).sum(-1) for a in range(w) for b in range(w)], dim=-1
-    )  # (B, H, W, nh, L)
+    local_scores = torch.cat(
+        [(q_scaled * k_pad[:, a:a + H, b:b + W]).sum(-1, keepdim=True) for a in range(w) for b in range(w)], dim=-1
+    )  # (B, H, W, nh, L); keepdim + cat rather than stack: no Unsqueeze per position in the graph
     border = local_border_mask(H, W, w).to(query.dtype).reshape(H, W, 1, L)
     local_scores = local_scores + local_bias + border
 
@@ -151,13 +151,15 @@ def aggregated_attention_core(
 
     q_norm_h = q_norm.reshape(-1, N, nh, d).transpose(1, 2)
     local_weights = attn_local + q_norm_h @ learnable_tokens + learnable_bias.unsqueeze(1)
-    local_weights = local_weights.transpose(1, 2).reshape(-1, H, W, nh, L)
+    # One split into L (B, H, W, nh, 1) views: a single Split node instead of a Gather and an
+    # Unsqueeze per window position.
+    local_weights = local_weights.transpose(1, 2).reshape(-1, H, W, nh, L).split(1, dim=-1)
 
     out = attn_pool @ v_pool.transpose(1, 2)  # (B, nh, N, d)
     out = out.transpose(1, 2).reshape(-1, H, W, nh, d)
     for a in range(w):
         for b in range(w):
-            out = torch.addcmul(out, local_weights[..., a * w + b, None], v_pad[:, a:a + H, b:b + W])
+            out = torch.addcmul(out, local_weights[a * w + b], v_pad[:, a:a + H, b:b + W])
     return out.reshape(-1, N, nh * d)
 
 
