@@ -36,7 +36,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -47,6 +46,7 @@ from pathlib import Path
 import torch
 
 from transnext_deploy import __version__, create_model
+from transnext_deploy.bench import cpu_name, load_average
 from transnext_deploy.models import transnext as transnext_module
 
 IMPLS = ("plain", "fast")  # the two implementations of the model (peak memory is probed for these)
@@ -183,23 +183,6 @@ def time_case(variant: str, resolution: int, runs: int, warmup: int) -> dict:
     }
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _load_average() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "n/a"
-
-
 def _fmt_mib(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
@@ -226,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    load_start = _load_average()
-    print(f"transnext-deploy {__version__}, torch {torch.__version__}, {args.threads} threads, {_cpu_name()}, "
+    load_start = load_average()
+    print(f"transnext-deploy {__version__}, torch {torch.__version__}, {args.threads} threads, {cpu_name()}, "
           f"os.cpu_count()={os.cpu_count()}")
     print(f"batch 1, fp32, inference_mode; median of {args.runs} interleaved runs after {args.warmup} warm-up "
           "runs; peak = resident-set growth during one forward pass, fresh process per implementation")
@@ -261,14 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_memory:
         print("peak MiB: steady-state call (first call, which also builds the geometry and caches)")
     elapsed = time.perf_counter() - started
-    load = _load_average()
+    load = load_average()
     print(f"{elapsed:.0f} s in all; load average (1 min) {load_start} at the start, {load} at the end "
           f"(above {args.threads} means other work shared the CPUs and the timings are noisier)")
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
-            "torch": torch.__version__, "threads": args.threads, "cpu": _cpu_name(), "runs": args.runs,
+            "torch": torch.__version__, "threads": args.threads, "cpu": cpu_name(), "runs": args.runs,
             "warmup": args.warmup, "seconds": elapsed, "load_average_1min": [load_start, load],
             "results": results}, indent=2))
         print(f"wrote {args.json}")

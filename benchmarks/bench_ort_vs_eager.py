@@ -39,28 +39,12 @@ import numpy as np
 import torch
 
 from transnext_deploy import __version__
-from transnext_deploy.bench import bench_input, default_work_dir, ensure_artifacts, random_checkpoint
+from transnext_deploy.bench import (bench_input, cpu_name, default_work_dir, ensure_artifacts, load_average,
+                                    random_checkpoint)
 from transnext_deploy.export import STANDARD_FILE, ExportOptions, build_model
 from transnext_deploy.runtime import cpu_session
 
 TARGETS = {224: 2.5, 384: 3.0}  # issue 5: onnxruntime-CPU(exported graph) / eager(plain) speed-up
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
-def _load() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "n/a"
 
 
 def naive_session(model, resolution, threads):
@@ -134,8 +118,8 @@ def main(argv=None) -> int:
     resolutions = [(r, r) for r in args.resolutions]
     started = time.perf_counter()
     print(f"transnext-deploy {__version__}, torch {torch.__version__}, onnxruntime "
-          f"{__import__('onnxruntime').__version__}, {args.threads} threads, {_cpu_name()}, "
-          f"os.cpu_count()={os.cpu_count()}, load average {_load()}")
+          f"{__import__('onnxruntime').__version__}, {args.threads} threads, {cpu_name()}, "
+          f"os.cpu_count()={os.cpu_count()}, load average {load_average()}")
     print(f"transnext_{args.variant}, batch 1, fp32; median of {args.runs} interleaved runs after {args.warmup} "
           "warm-up runs each", flush=True)
     artifacts = ensure_artifacts(args.variant, resolutions, checkpoint, work_dir, args.threads,
@@ -164,7 +148,7 @@ def main(argv=None) -> int:
         cells += [verdict, f"{res['max_abs_vs_eager']['ort']:.1e}"]
         print(f"{h}x{h:<7}" + "".join(f"{c:>16}" for c in cells))
     elapsed = time.perf_counter() - started
-    print(f"{elapsed:.0f} s in all ({export_seconds:.0f} s exporting/checking artifacts); load average now {_load()} "
+    print(f"{elapsed:.0f} s in all ({export_seconds:.0f} s exporting/checking artifacts); load average now {load_average()} "
           f"(above {args.threads} means other work shared the CPUs and the timings are noisier)")
     for res in results:
         h = res["resolution"][0]
@@ -174,7 +158,7 @@ def main(argv=None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"variant": args.variant, "threads": args.threads, "runs": args.runs,
-                                         "warmup": args.warmup, "cpu": _cpu_name(), "seconds": elapsed,
+                                         "warmup": args.warmup, "cpu": cpu_name(), "seconds": elapsed,
                                          "targets": TARGETS, "results": results}, indent=2))
         print(f"wrote {args.json}")
     return 0

@@ -816,26 +816,37 @@ def polygraphy_commands(artifact: Path, inputs: Path, outputs: Path, batch: int,
 # the run
 
 
+def cpu_name() -> str:
+    """The CPU model as /proc/cpuinfo names it, else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS does not tell): above the thread count, other
+    work shared the CPUs with the timed runs."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
 def _machine(threads: int, device: str) -> dict:
     import onnxruntime as ort
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cpus_available": available_cpus(), "threads": threads, "torch_device": device,
+    info = {"cpu": cpu_name(), "cpus_available": available_cpus(), "threads": threads, "torch_device": device,
             "torch": torch.__version__, "onnxruntime": ort.__version__, "python": platform.python_version()}
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)
-    try:
-        info["load_average_1min"] = round(os.getloadavg()[0], 2)
-    except OSError:
-        pass
+    load = load_average()
+    if load is not None:
+        info["load_average_1min"] = load
     return info
 
 

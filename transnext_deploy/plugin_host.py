@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .ops.aggregated_attention import INPUT_NAMES
+from .ops.aggregated_attention import INPUT_NAMES, input_shapes
 
 _LIB_LOCK = threading.Lock()
 _LIBS: dict[str, ctypes.CDLL] = {}
@@ -101,20 +101,6 @@ def validate_sizes(
     return int(code), buf.value.decode(errors="replace")
 
 
-def _expected_shapes(B: int, N: int, C: int, P: int, nh: int, d: int, L: int) -> dict[str, tuple[int, ...]]:
-    return {
-        "query": (B, N, C),
-        "key_value": (B, N, 2 * C),
-        "pooled_key_value": (B, P, 2 * C),
-        "query_embedding": (nh, d),
-        "temperature_scale": (nh,),
-        "local_bias": (nh, L),
-        "learnable_tokens": (nh, d, L),
-        "learnable_bias": (nh, L),
-        "pool_bias": (nh, N, P),
-    }
-
-
 def aggregated_attention_host(
     query,
     key_value,
@@ -160,8 +146,9 @@ def aggregated_attention_host(
         raise ValueError(f"query has N={N} tokens but height*width = {height}*{width} = {height * width}")
     if C % num_heads != 0:
         raise ValueError(f"channels C={C} is not divisible by num_heads={num_heads}")
-    nh, d, L, P = int(num_heads), C // num_heads, window_size * window_size, pool_height * pool_width
-    expected = _expected_shapes(B, N, C, P, nh, d, L)
+    nh = int(num_heads)
+    expected = input_shapes(B, C // nh, num_heads=nh, height=height, width=width, window_size=window_size,
+                            pool_height=pool_height, pool_width=pool_width)
     for name, a in zip(INPUT_NAMES, arrays):
         if tuple(a.shape) != expected[name]:
             raise ValueError(f"{name} has shape {tuple(a.shape)}, expected {expected[name]}")

@@ -39,6 +39,7 @@ from .ops.aggregated_attention import (
     OP_NAME,
     OP_VERSION,
     PLUGIN_VERSION_ATTRIBUTE,
+    input_shapes,
 )
 
 MAX_REGION_NODES = 5000
@@ -341,13 +342,7 @@ def find_aggregated_attention(graph: gs.Graph) -> list[AttentionMatch]:
 
 
 def _contract_shape(name: str, m: AttentionMatch, d: int) -> tuple[int, ...]:
-    nh, L = m.attrs["num_heads"], m.attrs["window_size"] ** 2
-    N = m.attrs["height"] * m.attrs["width"]
-    P = m.attrs["pool_height"] * m.attrs["pool_width"]
-    return {
-        "query_embedding": (nh, d), "temperature_scale": (nh,), "local_bias": (nh, L),
-        "learnable_tokens": (nh, d, L), "learnable_bias": (nh, L), "pool_bias": (nh, N, P),
-    }[name]
+    return input_shapes(1, d, **m.attrs)[name]
 
 
 def _as_contract_input(graph: gs.Graph, tensor: gs.Tensor, shape: tuple[int, ...], name: str) -> gs.Tensor:

@@ -46,6 +46,24 @@ ATTRIBUTE_NAMES = ("num_heads", "height", "width", "window_size", "pool_height",
 # TensorRT's ONNX parser looks the plugin up by op_type, this version string and namespace.
 PLUGIN_VERSION_ATTRIBUTE = "plugin_version"
 
+def input_shapes(batch: int, head_dim: int, *, num_heads: int, height: int, width: int, window_size: int,
+                 pool_height: int, pool_width: int) -> dict[str, tuple[int, ...]]:
+    """The shape of every input, in INPUT_NAMES order, for a batch, a head size and the attributes."""
+    nh, d, C = num_heads, head_dim, num_heads * head_dim
+    N, P, L = height * width, pool_height * pool_width, window_size * window_size
+    return {
+        "query": (batch, N, C),
+        "key_value": (batch, N, 2 * C),
+        "pooled_key_value": (batch, P, 2 * C),
+        "query_embedding": (nh, d),
+        "temperature_scale": (nh,),
+        "local_bias": (nh, L),
+        "learnable_tokens": (nh, d, L),
+        "learnable_bias": (nh, L),
+        "pool_bias": (nh, N, P),
+    }
+
+
 # F.normalize's epsilon: x / max(||x||, eps).
 L2_EPS = 1e-12
 
@@ -179,6 +197,7 @@ __all__ = [
     "PLUGIN_VERSION_ATTRIBUTE",
     "L2_EPS",
     "aggregated_attention_core",
+    "input_shapes",
     "l2_normalize",
     "local_border_mask",
     "local_valid_counts",
