@@ -49,6 +49,10 @@ POSITION_BIAS_MODES = ("extrapolate", "interpolate")
 BLOCK_NORM_EPS = 1e-6
 # Whether the fast implementation runs its token projections through oneDNN (see token_linear).
 ONEDNN_PROJECTIONS = torch.backends.mkldnn.is_available()
+# PyTorch computes a 1x1 convolution of a single image this small with its native GEMM path,
+# not oneDNN (aten/src/ATen/native/Convolution.cpp), which is slower than F.linear itself: the
+# pooled tokens of a 7x7 pool grid stay on F.linear.
+ONEDNN_MIN_NUMEL = 20480
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,8 @@ def token_linear(layer: nn.Linear, x: torch.Tensor, grid: tuple[int, int]) -> to
     same product in another summation order. Traces and exports keep F.linear, so graphs
     hold MatMul (+ Add) as every consumer of them expects.
     """
-    if x.device.type != "cpu" or x.dtype != torch.float32 or not ONEDNN_PROJECTIONS or _tracing():
+    if (x.device.type != "cpu" or x.dtype != torch.float32 or not ONEDNN_PROJECTIONS or _tracing()
+            or x.numel() <= ONEDNN_MIN_NUMEL):
         return F.linear(x, layer.weight, layer.bias)
     H, W = grid
     image = x.reshape(-1, H, W, x.shape[-1]).permute(0, 3, 1, 2)
