@@ -11,7 +11,8 @@ side by side:
 
 Both hold the same weights (a seeded random checkpoint, or --checkpoint) and run the same image.
 After warm-up, the timed passes are interleaved ABBA (eager, ort, ort, eager, ...) so drift and
-other load on the machine hit both alike; the ratio is median(eager) / median(ort), i.e. how many
+other load on the machine hit both alike, with a short pause before each (transnext_deploy.bench.settle)
+so the other runtime's spinning worker threads are idle when the clock starts; the ratio is median(eager) / median(ort), i.e. how many
 times faster onnxruntime is. Artifacts are exported with `transnext_deploy.export` into the bench
 work directory and reused on later runs (the first run includes the export, about a minute per
 resolution for tiny).
@@ -40,7 +41,7 @@ import torch
 
 from transnext_deploy import __version__
 from transnext_deploy.bench import (bench_input, cpu_name, default_work_dir, ensure_artifacts, load_average,
-                                    random_checkpoint)
+                                    random_checkpoint, settle)
 from transnext_deploy.export import STANDARD_FILE, ExportOptions, build_model
 from transnext_deploy.runtime import cpu_session
 
@@ -84,6 +85,7 @@ def measure(resolution, artifact: Path, checkpoint: Path, args) -> dict:
         for i in range(args.runs):
             order = names if i % 2 == 0 else names[::-1]
             for n in order:
+                settle()
                 start = time.perf_counter()
                 runners[n]()
                 times[n].append((time.perf_counter() - start) * 1000)

@@ -3,7 +3,9 @@
 `run_bench(BenchOptions(...))` answers "how much faster is it, and is it still right?" for one
 TransNeXt variant. For each resolution every backend is loaded; for each batch size each backend
 runs its warm-up passes, then the timed passes are interleaved across the backends, round by round
-in alternating order (ABBA), so that other load on the machine hits all of them alike. Rounds stop
+in alternating order (ABBA), so that other load on the machine hits all of them alike, with a
+short pause (`settle`) before each timed call so no runtime's idle workers spin into the next
+backend's time. Rounds stop
 at `runs`, or once `min_runs` are done and `max_seconds` per backend have passed. Reported per
 backend x resolution x batch: latency p50/p90/p99 (and every pass in JSON), throughput (batch /
 mean latency), peak memory, and the error against the reference: PyTorch with the published
@@ -662,6 +664,18 @@ def _percentiles(times_ms: list[float]) -> dict:
             "max": float(a.max())}
 
 
+# Pause before each timed call when backends alternate. PyTorch's OpenMP workers and onnxruntime's
+# pool spin for a while after a call; without the pause they take CPU time from the next backend's
+# call on a small machine (measured here on 2 cores: eager PyTorch 10-15% slower right after an
+# onnxruntime call).
+SETTLE_SECONDS = 0.05
+
+
+def settle() -> None:
+    """Let the worker threads of the previous runtime go idle before the next timed call."""
+    time.sleep(SETTLE_SECONDS)
+
+
 def _measure_case(loaded: dict[str, _Backend], resolution: tuple[int, int], batch: int, case, plan: _Plan,
                   options: BenchOptions, tick: Callable[[str], None]) -> list[BenchRow]:
     """One resolution x batch for every loaded backend: per backend its warm-up passes (memory is
@@ -702,6 +716,8 @@ def _measure_case(loaded: dict[str, _Backend], resolution: tuple[int, int], batc
         for name in order:
             st = state[name]
             tick(f"round {rounds + 1}/{options.runs}: {name}")
+            if len(state) > 1:
+                settle()
             measure_memory = rounds == 0 and not options.warmup
             try:
                 if measure_memory:
