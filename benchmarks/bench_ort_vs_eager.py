@@ -17,6 +17,9 @@ times faster onnxruntime is. Artifacts are exported with `transnext_deploy.expor
 work directory and reused on later runs (the first run includes the export, about a minute per
 resolution for tiny).
 
+With more than one thread it also times onnxruntime with one thread in the same rounds and prints
+the ratio ("ort scaling"): how much the second core gave at the time of the run (see below).
+
 --naive also exports the published model as it is (plain attention, torch.onnx.export, no
 rewrite) and times it the same way: the route this project replaces.
 
@@ -70,6 +73,9 @@ def measure(resolution, artifact: Path, checkpoint: Path, args) -> dict:
     runners = {"eager": lambda: plain(xt), "ort": None}
     session = cpu_session(artifact / STANDARD_FILE, threads=args.threads)
     runners["ort"] = lambda: session.run(None, {"images": x})[0]
+    if args.threads > 1:
+        single = cpu_session(artifact / STANDARD_FILE, threads=1)
+        runners["ort-1-thread"] = lambda: single.run(None, {"images": x})[0]
     if args.naive:
         naive = naive_session(plain, resolution, args.threads)
         runners["naive-ort"] = lambda: naive.run(None, {"images": x})[0]
@@ -92,6 +98,8 @@ def measure(resolution, artifact: Path, checkpoint: Path, args) -> dict:
     med = {n: statistics.median(times[n]) for n in names}
     result = {"resolution": list(resolution), "median_ms": med, "times_ms": times, "max_abs_vs_eager": max_abs,
               "speedup_ort_over_eager": med["eager"] / med["ort"]}
+    if "ort-1-thread" in med:
+        result["ort_thread_scaling"] = med["ort-1-thread"] / med["ort"]
     if args.naive:
         result["speedup_naive_over_eager"] = med["eager"] / med["naive-ort"]
     return result
@@ -133,7 +141,7 @@ def main(argv=None) -> int:
         results.append(measure(r, artifacts[r], checkpoint, args))
         print(f"  measured {r[0]}x{r[1]}", file=sys.stderr, flush=True)
 
-    cols = ["eager plain ms", "ort ms", "ort speed-up", "target", "max-abs"]
+    cols = ["eager plain ms", "ort ms", "ort speed-up", "target", "max-abs", "ort scaling"]
     if args.naive:
         cols[3:3] = ["naive ort ms", "naive speed-up"]
     print()
@@ -147,11 +155,16 @@ def main(argv=None) -> int:
         cells = [f"{med['eager']:.1f}", f"{med['ort']:.1f}", f"{res['speedup_ort_over_eager']:.2f}x"]
         if args.naive:
             cells += [f"{med['naive-ort']:.1f}", f"{res['speedup_naive_over_eager']:.2f}x"]
-        cells += [verdict, f"{res['max_abs_vs_eager']['ort']:.1e}"]
+        scaling = res.get("ort_thread_scaling")
+        cells += [verdict, f"{res['max_abs_vs_eager']['ort']:.1e}", "-" if scaling is None else f"{scaling:.2f}x"]
         print(f"{h}x{h:<7}" + "".join(f"{c:>16}" for c in cells))
     elapsed = time.perf_counter() - started
     print(f"{elapsed:.0f} s in all ({export_seconds:.0f} s exporting/checking artifacts); load average now {load_average()} "
           f"(above {args.threads} means other work shared the CPUs and the timings are noisier)")
+    if args.threads > 1:
+        print(f"ort scaling: onnxruntime with 1 thread / with {args.threads}, timed in the same rounds. Its matrix "
+              "products run near a core's peak, so where the CPUs share a physical core (a virtual machine's vCPUs "
+              "placed on SMT siblings) this falls towards 1x, and its lead over eager PyTorch shrinks with it.")
     for res in results:
         h = res["resolution"][0]
         print(f"tiny@{h}" if args.variant == "tiny" else f"{args.variant}@{h}", end=": ")
