@@ -178,8 +178,9 @@ def _tracing() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
 
 
-def token_linear(layer: nn.Linear, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """`layer(x)` for the tokens x (B, H*W, C) of a stage in the fast implementation.
+def token_linear(layer: nn.Linear, x: torch.Tensor, grid: tuple[int, int], rows: slice | None = None) -> torch.Tensor:
+    """`layer(x)` for the tokens x (B, H*W, C) of a stage in the fast implementation; with `rows`,
+    only those output features (a slice of the weight's rows, no copy).
 
     In eager float32 on the CPU it runs as a 1x1 convolution over a channels-last view of the
     token grid (no copies): that goes to oneDNN instead of the BLAS sgemm behind F.linear, and on
@@ -188,13 +189,16 @@ def token_linear(layer: nn.Linear, x: torch.Tensor, grid: tuple[int, int]) -> to
     same product in another summation order. Traces and exports keep F.linear, so graphs
     hold MatMul (+ Add) as every consumer of them expects.
     """
+    weight, bias = layer.weight, layer.bias
+    if rows is not None:
+        weight, bias = weight[rows], bias[rows]
     if (x.device.type != "cpu" or x.dtype != torch.float32 or not ONEDNN_PROJECTIONS or _tracing()
             or x.numel() <= ONEDNN_MIN_NUMEL):
-        return F.linear(x, layer.weight, layer.bias)
+        return F.linear(x, weight, bias)
     H, W = grid
     image = x.reshape(-1, H, W, x.shape[-1]).permute(0, 3, 1, 2)
-    out = F.conv2d(image, layer.weight[:, :, None, None], layer.bias)
-    return out.permute(0, 2, 3, 1).reshape(-1, H * W, layer.out_features)
+    out = F.conv2d(image, weight[:, :, None, None], bias)
+    return out.permute(0, 2, 3, 1).reshape(-1, H * W, weight.shape[0])
 
 
 class DWConv(nn.Module):
@@ -228,14 +232,11 @@ class ConvolutionalGLU(nn.Module):
         if self.dwconv.implementation == "plain":
             x, v = self.fc1(x).chunk(2, dim=-1)
             return self.fc2(self.act(self.dwconv(x, H, W)) * v)
-        if _tracing():
-            # Two MatMuls on the halves of the fc1 weight: chunk() on the output would trace into
-            # two Slice copies fed by shape arithmetic.
-            h = self.fc2.in_features
-            w, b = self.fc1.weight, self.fc1.bias
-            x, v = F.linear(x, w[:h], b[:h]), F.linear(x, w[h:], b[h:])
-        else:
-            x, v = token_linear(self.fc1, x, (H, W)).chunk(2, dim=-1)
+        # Each half of fc1 on its own: both outputs are dense (the depthwise convolution reads its
+        # half without a copy), and a trace holds two MatMuls instead of chunk()'s two Slice copies
+        # fed by shape arithmetic.
+        h = self.fc2.in_features
+        x, v = token_linear(self.fc1, x, (H, W), slice(0, h)), token_linear(self.fc1, x, (H, W), slice(h, 2 * h))
         return token_linear(self.fc2, self.act(self.dwconv(x, H, W)) * v, (H, W))
 
 
