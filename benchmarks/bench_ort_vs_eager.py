@@ -11,11 +11,11 @@ side by side:
 
 Both hold the same weights (a seeded random checkpoint, or --checkpoint) and run the same image.
 After warm-up, the timed passes are interleaved ABBA (eager, ort, ort, eager, ...) so drift and
-other load on the machine hit both alike, with a short pause before each (transnext_deploy.bench.settle)
-so the other runtime's spinning worker threads are idle when the clock starts; the ratio is median(eager) / median(ort), i.e. how many
-times faster onnxruntime is. Artifacts are exported with `transnext_deploy.export` into the bench
-work directory and reused on later runs (the first run includes the export, about a minute per
-resolution for tiny).
+other load on the machine hit both alike, with a short pause before each
+(transnext_deploy.bench.settle) so the other runtime's spinning worker threads are idle when the
+clock starts; the ratio is median(eager) / median(ort), i.e. how many times faster onnxruntime is.
+Artifacts are exported with `transnext_deploy.export` into the bench work directory and reused on
+later runs (the first run includes the export, about a minute per resolution for tiny).
 
 With more than one thread it also times onnxruntime with one thread in the same rounds and prints
 the ratio ("ort scaling"): how much the second core gave at the time of the run (see below).
@@ -159,8 +159,8 @@ def main(argv=None) -> int:
         cells += [verdict, f"{res['max_abs_vs_eager']['ort']:.1e}", "-" if scaling is None else f"{scaling:.2f}x"]
         print(f"{h}x{h:<7}" + "".join(f"{c:>16}" for c in cells))
     elapsed = time.perf_counter() - started
-    print(f"{elapsed:.0f} s in all ({export_seconds:.0f} s exporting/checking artifacts); load average now {load_average()} "
-          f"(above {args.threads} means other work shared the CPUs and the timings are noisier)")
+    print(f"{elapsed:.0f} s in all ({export_seconds:.0f} s exporting/checking artifacts); load average now "
+          f"{load_average()} (above {args.threads} means other work shared the CPUs and the timings are noisier)")
     if args.threads > 1:
         print(f"ort scaling: onnxruntime with 1 thread / with {args.threads}, timed in the same rounds. Its matrix "
               "products run near a core's peak, so where the CPUs share a physical core (a virtual machine's vCPUs "

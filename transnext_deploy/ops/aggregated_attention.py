@@ -46,6 +46,7 @@ ATTRIBUTE_NAMES = ("num_heads", "height", "width", "window_size", "pool_height",
 # TensorRT's ONNX parser looks the plugin up by op_type, this version string and namespace.
 PLUGIN_VERSION_ATTRIBUTE = "plugin_version"
 
+
 def input_shapes(batch: int, head_dim: int, *, num_heads: int, height: int, width: int, window_size: int,
                  pool_height: int, pool_width: int) -> dict[str, tuple[int, ...]]:
     """The shape of every input, in INPUT_NAMES order, for a batch, a head size and the attributes."""
