@@ -67,12 +67,13 @@ def test_info_json_reports_every_component():
     result = invoke("info", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    for key in ("torch", "onnx", "onnxruntime", "tensorrt", "cuda-gpu", "nvcc", "cmake", "plugin-host-library",
-                "tensorrt-plugin-library"):
+    for key in ("torch", "onnx", "onnxruntime", "tensorrt", "cuda-gpu", "torch-onednn", "nvcc", "cmake",
+                "plugin-host-library", "tensorrt-plugin-library"):
         assert key in report, key
         assert set(report[key]) == {"name", "available", "detail"}
     assert report["torch"]["available"] and report["torch"]["detail"] == torch.__version__
     assert report["onnx"]["available"] and report["onnxruntime"]["available"]
+    assert report["torch-onednn"]["available"] == torch.backends.mkldnn.is_available()
     trt = report["tensorrt"]
     if importlib.util.find_spec("tensorrt") is None:
         assert trt["available"] is False

@@ -56,6 +56,18 @@ def _gpu() -> Probe:
     return Probe("cuda-gpu", True, "; ".join(names))
 
 
+def _onednn() -> Probe:
+    """Whether the fast model's eager CPU projections can run through oneDNN (models.transnext.token_linear)."""
+    try:
+        import torch
+    except ImportError:
+        return Probe("torch-onednn", False, "not available: torch is not installed")
+    if not torch.backends.mkldnn.is_available():
+        return Probe("torch-onednn", False, "not available: this torch build has no oneDNN; the fast model's "
+                                            "projections use F.linear")
+    return Probe("torch-onednn", True, "fast model: token projections on the CPU run through oneDNN")
+
+
 def _plugin() -> list[Probe]:
     try:
         from . import plugin_build
@@ -79,6 +91,7 @@ def collect() -> list[Probe]:
         _module_version("polygraphy"),
         _module_version("tensorrt"),
         _gpu(),
+        _onednn(),
     ]
     try:
         import onnxruntime
