@@ -415,16 +415,14 @@ def decomposition_function(attrs: dict[str, int], head_dim: int, opset: int) -> 
     from .ops.aggregated_attention import aggregated_attention_core
 
     a = attrs
-    nh, d, L = a["num_heads"], head_dim, a["window_size"] ** 2
-    N, P, C = a["height"] * a["width"], a["pool_height"] * a["pool_width"], a["num_heads"] * head_dim
 
     class Core(torch.nn.Module):
         def forward(self, *inputs):
             return aggregated_attention_core(*inputs, **a)
 
-    example = (torch.randn(2, N, C), torch.randn(2, N, 2 * C), torch.randn(2, P, 2 * C), torch.randn(nh, d),
-               torch.rand(nh) + 0.5, torch.randn(nh, L), torch.randn(nh, d, L), torch.randn(nh, L),
-               torch.randn(nh, N, P))
+    # Batch 2 so the trace cannot specialise the batch; a positive temperature scale, as softplus gives.
+    example = tuple(torch.rand(shape) + 0.5 if name == "temperature_scale" else torch.randn(shape)
+                    for name, shape in input_shapes(2, head_dim, **a).items())
     buffer = io.BytesIO()
     dynamic = {name: {0: "batch"} for name in (*INPUT_NAMES[:3], "output")}
     with warnings.catch_warnings():
