@@ -102,6 +102,29 @@ def test_corrupt_and_missing_files_fail_in_one_line(tmp_path):
         load_checkpoint(create_model("micro"), empty)
 
 
+@pytest.mark.parametrize("content, what", [
+    (bytes(range(7, 256)) * 4, "neither a zip archive nor a pickle"),
+    (b"", "the file is empty"),
+    (b"\x80\x02\xe3garbage", "a pickle holding more than tensors"),
+])
+def test_unreadable_file_says_what_it_is_not_and_never_suggests_the_unsafe_loader(tmp_path, content, what):
+    path = tmp_path / "weights.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(create_model("micro"), path)
+    message = str(err.value)
+    assert what in message
+    assert "\n" not in message and "weights_only" not in message and "False" not in message, message
+
+
+def test_unsafe_pickle_reports_the_unpicklers_own_cause(tmp_path):
+    path = tmp_path / "weights.pth"
+    path.write_bytes(b"\x80\x02\xe3")  # opcode 227 does not exist
+    with pytest.raises(CheckpointError, match=r"safe loader refuses \(.*227") as err:
+        load_checkpoint(create_model("micro"), path)
+    assert "Re-running" not in str(err.value)
+
+
 class _Payload:
     def __reduce__(self):
         return (os.system, ("touch PWNED",))

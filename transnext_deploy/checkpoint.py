@@ -13,6 +13,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,11 +68,34 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # its pickle-protocol warning would break the one-line report
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - untrusted bytes can fail the unpickler in any way
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({reason[:200]})") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {_unreadable_reason(path, exc)}") from None
     return unwrap_state_dict(obj, source=str(path))
+
+
+# torch.load's weights-only refusal wraps the real cause in advice to turn the safe loader off;
+# the cause follows this marker.
+_UNPICKLER_MARKER = "WeightsUnpickler error:"
+
+
+def _unreadable_reason(path: Path, exc: BaseException) -> str:
+    """What the file is, and the loader's own cause, in one line. Never suggests weights_only=False."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    text = str(exc)
+    if _UNPICKLER_MARKER in text:
+        text = text.split(_UNPICKLER_MARKER, 1)[1].split("Check the documentation", 1)[0]
+    cause = " ".join(text.split())[:160] or type(exc).__name__
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK"):
+        return f"a zip archive without a PyTorch state dict the safe loader accepts ({cause})"
+    if head[:1] == b"\x80":
+        return f"a pickle holding more than tensors and plain containers, which the safe loader refuses ({cause})"
+    return "neither a zip archive nor a pickle (the two formats torch.save writes)"
 
 
 def unwrap_state_dict(obj: object, source: str = "checkpoint") -> dict[str, torch.Tensor]:
