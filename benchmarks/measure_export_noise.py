@@ -16,7 +16,9 @@ and compares every output element with PyTorch:
   matmuls and convolutions, fp32 softmax and normalisation, as TensorRT's fp16 mode runs them) against
   float32: an estimate of what an fp16 engine can be held to, since there is no GPU here.
 
-Cost on 2 shared cores: about a minute per micro/tiny case at 224; small at 224 a few minutes.
+Cost, measured on 2 cores shared with other work: the default (micro and tiny at 224 and 384, both
+modes) about 30 minutes; small at 224, both modes, about 15. One case alone (micro 224 classify)
+takes about a minute on an idle machine.
 
     python benchmarks/measure_export_noise.py                        # micro, tiny; 224 and 384
     python benchmarks/measure_export_noise.py --variants small --resolutions 224 --fp16
