@@ -237,7 +237,6 @@ def test_cli_export_json_summary(tmp_path):
     (["--size", "micro", "--opset", "13"], "opset 13 is too old"),
     (["--size", "micro", "--atol", "-1e-4"], "atol must be a finite number >= 0"),
     (["--size", "micro", "--rtol", "nan"], "rtol must be a finite number >= 0"),
-    (["--size", "micro", "--tolerance", "1e-4", "--atol", "1e-3"], "--tolerance is the deprecated form of --atol"),
 ])
 def test_cli_export_bad_input(tmp_path, args, message):
     text = _one_line_error(runner.invoke(app, ["export", *args, "-o", str(tmp_path / "o")]))

@@ -44,9 +44,6 @@ def export_command(
              "(README, Export)."),
     rtol: Optional[float] = typer.Option(  # noqa: UP007
         None, "--rtol", help=f"Relative tolerance, see --atol. Default: {FP32_TOLERANCE.rtol:g}."),
-    tolerance: Optional[float] = typer.Option(  # noqa: UP007
-        None, "--tolerance", hidden=True,
-        help="Deprecated: the old single max-abs bound; the same as --atol VALUE --rtol 0."),
     threads: int = typer.Option(2, "--threads", help="onnxruntime threads used for validation."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (progress stays on stderr)."),
 ) -> None:
@@ -68,12 +65,6 @@ def export_command(
         raise UserError(f"--mode must be classify or backbone, got {mode!r}")
     if position_bias not in ("extrapolate", "interpolate"):
         raise UserError(f"--position-bias must be extrapolate or interpolate, got {position_bias!r}")
-    if tolerance is not None:
-        if atol is not None or rtol is not None:
-            raise UserError("--tolerance is the deprecated form of --atol VALUE --rtol 0: give one or the other")
-        console.print(f"[yellow]note:[/] --tolerance is deprecated: using --atol {tolerance:g} --rtol 0",
-                      highlight=False)
-        atol, rtol = tolerance, 0.0
     atol = FP32_TOLERANCE.atol if atol is None else atol
     rtol = FP32_TOLERANCE.rtol if rtol is None else rtol
     options = ExportOptions(
