@@ -16,7 +16,10 @@ from typer.testing import CliRunner
 from transnext_deploy import create_model
 from transnext_deploy.checkpoint import sha256sum
 from transnext_deploy.cli import app
+from transnext_deploy import plugin_host
 from transnext_deploy.export import (
+    DEFAULT_ATOL,
+    DEFAULT_RTOL,
     FUNCTION_FILE,
     PLUGIN_FILE,
     STANDARD_FILE,
@@ -26,13 +29,14 @@ from transnext_deploy.export import (
     export_standard,
 )
 from transnext_deploy.ops.aggregated_attention import INPUT_NAMES, OP_DOMAIN, OP_NAME
+from transnext_deploy.plugin_build import PluginBuildError
 from transnext_deploy.rewrite import UnrecognizedGraphError, fuse_aggregated_attention, fused_model
 from transnext_deploy.runtime import cpu_session
 from transnext_deploy.validation import error_stats
 
 from helpers import perturbed_checkpoint
 
-MAX_ABS_TOL = 1e-4  # every exported graph vs PyTorch, fp32
+MAX_ABS_TOL = 1e-4  # every exported graph vs PyTorch at these small sizes, fp32: an independent max-abs check
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +88,19 @@ def test_every_graph_matches_pytorch_on_every_input(micro_artifacts):
     results, _ = micro_artifacts
     for r in results:
         report = json.loads((Path(r.directory) / "validation.json").read_text())
-        assert report["passed"] and report["tolerance_max_abs"] == MAX_ABS_TOL
+        assert report["passed"] and (report["atol"], report["rtol"]) == (DEFAULT_ATOL, DEFAULT_RTOL)
         assert set(report["inputs"]) >= {"random_normal_batch2", "uniform_image", "photo_grace_hopper"}
+        assert set(report["graphs"]) == {STANDARD_FILE, PLUGIN_FILE, FUNCTION_FILE} and not report["skipped"]
         for name, graph in report["graphs"].items():
-            assert graph["max_abs"] <= MAX_ABS_TOL, (name, graph["max_abs"])
+            assert graph["passed"] is True and graph["max_abs"] <= MAX_ABS_TOL, (name, graph["max_abs"])
+            worst = graph["worst"]  # the element closest to its bound, and where it is
+            assert worst["output"] == "logits" and worst["input"] in report["inputs"]
+            assert len(worst["index"]) == 2 and 0 <= worst["index"][1] < 1000
+            assert worst["allowed"] == pytest.approx(DEFAULT_ATOL + DEFAULT_RTOL * worst["ref_abs"])
+            assert worst["abs_diff"] <= worst["allowed"] and worst["ratio"] == pytest.approx(
+                worst["abs_diff"] / worst["allowed"])
+            per_output = graph["inputs"][worst["input"]]["logits"]
+            assert per_output["worst"]["index"] == worst["index"] and per_output["max_abs"] <= graph["max_abs"]
             for per_input in graph["inputs"].values():
                 logits = per_input["logits"]
                 assert logits["top1_agreement"] == 1.0 and logits["cosine"] > 0.99999
@@ -138,6 +151,8 @@ def test_backbone_mode_and_micro_aaaa_fuse_every_block(tmp_path):
     for graph in r.validation["graphs"].values():
         assert graph["passed"] and set(next(iter(graph["inputs"].values()))) == {"stage1", "stage2", "stage3",
                                                                                    "stage4"}
+        assert graph["worst"]["output"] in {"stage1", "stage2", "stage3", "stage4"}
+        assert len(graph["worst"]["index"]) == 4  # (batch, channel, y, x) of that feature map
 
 
 def test_interpolated_position_bias_exports(tmp_path):
@@ -220,6 +235,8 @@ def test_cli_export_json_summary(tmp_path):
     (["--size", "micro", "-r", "abc"], "resolution 'abc' is not a number"),
     (["--size", "micro", "--mode", "detect"], "--mode must be classify or backbone"),
     (["--size", "micro", "--opset", "13"], "opset 13 is too old"),
+    (["--size", "micro", "--atol", "-1e-4"], "atol must be a finite number >= 0"),
+    (["--size", "micro", "--rtol", "nan"], "rtol must be a finite number >= 0"),
 ])
 def test_cli_export_bad_input(tmp_path, args, message):
     text = _one_line_error(runner.invoke(app, ["export", *args, "-o", str(tmp_path / "o")]))
@@ -246,7 +263,37 @@ def test_cli_export_bad_checkpoints_and_output(tmp_path):
 
 def test_failed_validation_leaves_nothing_half_written(tmp_path):
     ckpt = perturbed_checkpoint(tmp_path / "m.pth", "micro")
-    with pytest.raises(ExportError, match=r"differs from PyTorch by max-abs .* > tolerance 1e-12"):
-        export(ExportOptions("micro", resolutions=[64], checkpoint=str(ckpt), tolerance=1e-12,
+    with pytest.raises(ExportError, match=r"transnext_micro_classify_64x64: model\.\S+ differs from PyTorch beyond "
+                                          r"atol 1e-12 \+ rtol 0 \* \|b\|: logits\[\d+, \d+\] on \w+: \|a-b\| \S+ "
+                                          r"where \|b\| = \S+ \(allowed 1\.000e-12, \S+x; max-abs \S+\)$"):
+        export(ExportOptions("micro", resolutions=[64], checkpoint=str(ckpt), atol=1e-12, rtol=0.0,
                              output_dir=tmp_path / "o"))
     assert list((tmp_path / "o").iterdir()) == []
+
+
+def test_export_without_host_library_validates_the_other_graphs(tmp_path, monkeypatch):
+    """An install with no prebuilt host library and no compiler: model.onnx and the function graph are
+    still written and validated, the custom-op graph's CPU run is skipped with the reason."""
+    reason = "no C++ compiler found (looked for $CXX, c++, g++, clang++): install g++ (e.g. `apt install g++`)"
+
+    def no_library(path=None):
+        raise PluginBuildError(reason)
+
+    monkeypatch.setattr(plugin_host, "load_host_library", no_library)
+    ckpt = perturbed_checkpoint(tmp_path / "m.pth", "micro")
+    result = runner.invoke(app, ["export", "-s", "micro", "-r", "64", "-c", str(ckpt), "-o", str(tmp_path / "o"),
+                                 "--atol", "3e-5", "--rtol", "2e-4"])
+    assert result.exit_code == 0, result.output
+    assert "model.aa_plugin.onnx not run on the CPU" in result.output and "install g++" in result.output
+    d = tmp_path / "o" / "transnext_micro_classify_64x64"
+    assert {STANDARD_FILE, PLUGIN_FILE, FUNCTION_FILE, "validation.json", "manifest.json"} <= {
+        p.name for p in d.iterdir()}
+    report = json.loads((d / "validation.json").read_text())
+    assert report["passed"] and (report["atol"], report["rtol"]) == (3e-5, 2e-4)
+    skipped = f"the plugin's host library is not available: {reason}"
+    assert report["graphs"][PLUGIN_FILE] == {"passed": None, "skipped": skipped}
+    assert report["skipped"] == {PLUGIN_FILE: skipped}
+    for name in (STANDARD_FILE, FUNCTION_FILE):
+        assert report["graphs"][name]["passed"] is True and report["graphs"][name]["worst"]["ratio"] <= 1
+    manifest = json.loads((d / "manifest.json").read_text())
+    assert "--atol 3e-05 --rtol 0.0002" in manifest["commands"]["polygraphy_compare"]

@@ -808,8 +808,10 @@ def _save_polygraphy_data(directory: Path, x: np.ndarray, reference: np.ndarray)
 def polygraphy_commands(artifact: Path, inputs: Path, outputs: Path, batch: int, resolution: tuple[int, int]
                         ) -> dict[str, str]:
     """`polygraphy run` command lines that repeat this comparison against the saved PyTorch outputs."""
+    from .engine import ENGINE_TOLERANCES
     from .export import FUNCTION_FILE, PLUGIN_FILE, STANDARD_FILE
 
+    fp32, fp16 = (f"--atol {t.atol:g} --rtol {t.rtol:g}" for t in (ENGINE_TOLERANCES["fp32"], ENGINE_TOLERANCES["fp16"]))
     h, w = resolution
     shape = f"{INPUT_NAME}:[{batch},3,{h},{w}]"
     data = f"--load-inputs {shlex.quote(str(inputs))} --load-outputs {shlex.quote(str(outputs))}"
@@ -818,13 +820,13 @@ def polygraphy_commands(artifact: Path, inputs: Path, outputs: Path, batch: int,
         return shlex.quote(str(artifact / name))
 
     return {
-        "ort-cpu": f"polygraphy run {q(STANDARD_FILE)} --onnxrt {data} --atol 1e-4 --rtol 0",
-        "ort-cpu-function-form": f"polygraphy run {q(FUNCTION_FILE)} --onnxrt {data} --atol 1e-4 --rtol 0",
+        "ort-cpu": f"polygraphy run {q(STANDARD_FILE)} --onnxrt {data} {fp32}",
+        "ort-cpu-function-form": f"polygraphy run {q(FUNCTION_FILE)} --onnxrt {data} {fp32}",
         # polygraphy leaves TF32 off unless --tf32 is given, like the fp32 engines built here
         "tensorrt-fp32": f"polygraphy run {q(PLUGIN_FILE)} --trt --plugins $TRANSNEXT_AA_PLUGIN {trt_shapes} {data} "
-                         "--atol 1e-4 --rtol 0",
+                         f"{fp32}",
         "tensorrt-fp16": f"polygraphy run {q(PLUGIN_FILE)} --trt --fp16 --plugins $TRANSNEXT_AA_PLUGIN {trt_shapes} "
-                         f"{data} --atol 2e-2 --rtol 2e-2",
+                         f"{data} {fp16}",
     }
 
 

@@ -233,7 +233,8 @@ def build_plugin_command(
     build_dir: Optional[Path] = typer.Option(  # noqa: UP007
         None, "--build-dir", "-o",
         help="Where the libraries go (CMake's tree is its cmake/ subfolder). Default: "
-             "$TRANSNEXT_DEPLOY_PLUGIN_DIR, else build/plugins in the source checkout."),
+             "$TRANSNEXT_DEPLOY_PLUGIN_DIR, else build/plugins in a source checkout, else the user cache "
+             "($TRANSNEXT_DEPLOY_CACHE/plugins or ~/.cache/transnext-deploy/plugins); never the installed package."),
     jobs: Optional[int] = typer.Option(  # noqa: UP007
         None, "--jobs", "-j", help="Parallel compile jobs. Default: the number of CPUs."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show CMake's and the compilers' output."),

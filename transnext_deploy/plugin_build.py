@@ -8,13 +8,23 @@ Three targets (see plugins/CMakeLists.txt):
 
 `build_plugin()` is the API behind `transnext-deploy build-plugin`. Every missing piece (cmake, a
 C++ compiler, nvcc, TensorRT headers or library) raises `PluginBuildError` with a one-line reason.
-The build directory is `TRANSNEXT_DEPLOY_PLUGIN_DIR` when set, else `<checkout>/build/plugins`
-when running from a source checkout, else a per-user cache directory.
+
+Where things are, for the three ways the package can be present:
+- source checkout (plain, or `pip install -e .`): `plugins/` next to the package is the source, and
+  the build directory is `<checkout>/build/plugins`; the host library is rebuilt on first use
+  whenever the sources differ from the ones it was built from (a digest stamp beside it);
+- wheel: the sources are `transnext_deploy/plugins/` (copied from `plugins/` when the wheel is
+  built) and the host library built with the wheel, `transnext_deploy/lib/`, is used as it is;
+  anything `build-plugin` builds goes to the per-user cache directory, never into the package;
+- wheel built where no C++ compiler was found (e.g. from the sdist): sources only; the host library
+  is built into the cache directory on first use.
+`TRANSNEXT_DEPLOY_PLUGIN_DIR` replaces the build directory in every case.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import re
@@ -90,17 +100,31 @@ def checkout_root() -> Path | None:
     return None
 
 
+def bundled_source_dir() -> Path:
+    """Where a wheel carries the plugin sources (copied from `plugins/` when it is built)."""
+    return package_dir() / "plugins"
+
+
 def plugin_source_dir() -> Path:
+    """`plugins/` of the checkout, else the sources the installed wheel carries."""
     root = checkout_root()
-    if root is None:
-        raise PluginBuildError(
-            "plugin sources not found: `plugins/CMakeLists.txt` is not next to the transnext_deploy package "
-            "(run from a source checkout of transnext-deploy)"
-        )
-    return root / "plugins"
+    if root is not None:
+        return root / "plugins"
+    bundled = bundled_source_dir()
+    if (bundled / "CMakeLists.txt").is_file():
+        return bundled
+    raise PluginBuildError(
+        f"plugin sources not found: neither a source checkout nor {bundled}/CMakeLists.txt "
+        "(reinstall transnext-deploy from its wheel or sdist)"
+    )
 
 
 def user_cache_dir() -> Path:
+    """The per-user build directory: $TRANSNEXT_DEPLOY_CACHE/plugins (the download cache's root, see
+    checkpoint.cache_dir), else $XDG_CACHE_HOME or ~/.cache, then transnext-deploy/plugins."""
+    root = os.environ.get("TRANSNEXT_DEPLOY_CACHE")
+    if root:
+        return Path(root).expanduser().resolve() / "plugins"
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "transnext-deploy" / "plugins"
 
@@ -115,6 +139,15 @@ def default_build_dir() -> Path:
     return user_cache_dir()
 
 
+def prebuilt_host_library() -> Path | None:
+    """The host library built with the wheel (transnext_deploy/lib/), or None: in a checkout, which
+    always builds from its own sources, and in a wheel that was built without a compiler."""
+    if checkout_root() is not None:
+        return None
+    path = package_dir() / "lib" / LIBRARY_FILES["host"]
+    return path if path.is_file() else None
+
+
 def _library_path(kind: str, build_dir: Path | None) -> Path | None:
     directory = Path(build_dir) if build_dir is not None else default_build_dir()
     path = directory / LIBRARY_FILES[kind]
@@ -122,7 +155,10 @@ def _library_path(kind: str, build_dir: Path | None) -> Path | None:
 
 
 def find_host_library(build_dir: str | os.PathLike | None = None) -> Path | None:
-    """Path of libtransnext_aa_host.so in `build_dir` (default: default_build_dir()), or None."""
+    """Path of libtransnext_aa_host.so in `build_dir`, or None. Without `build_dir`: the wheel's
+    prebuilt library when there is one, else the one in default_build_dir()."""
+    if build_dir is None and (prebuilt := prebuilt_host_library()) is not None:
+        return prebuilt
     return _library_path("host", Path(build_dir) if build_dir is not None else None)
 
 
@@ -135,11 +171,41 @@ def find_plugin_library(build_dir: str | os.PathLike | None = None, *, dynamic: 
 # ------------------------------------------------------------------------------------ tool discovery
 
 
+def _python_package_tool(name: str) -> str | None:
+    """`cmake` or `ninja` from the PyPI package of that name (`pip install cmake ninja`, or the
+    `build` extra), found even when the environment's bin/ is not on PATH."""
+    candidates = [Path(sys.executable).parent / name]
+    try:
+        module = __import__(name)
+        bin_dir = getattr(module, "CMAKE_BIN_DIR", None) or getattr(module, "BIN_DIR", None)
+        if bin_dir:
+            candidates.insert(0, Path(bin_dir) / name)
+    except Exception:  # noqa: BLE001 - a broken or absent package just means "not there"
+        pass
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
 def find_cmake() -> str:
-    cmake = shutil.which("cmake")
+    cmake = shutil.which("cmake") or _python_package_tool("cmake")
     if cmake is None:
-        raise PluginBuildError("cmake not found on PATH: install CMake >= 3.18 (e.g. `apt install cmake` or `pip install cmake`)")
+        raise PluginBuildError("cmake not found: `pip install cmake ninja` (or `pip install 'transnext-deploy[build]'`), "
+                               "or install CMake >= 3.18 (e.g. `apt install cmake`)")
     return cmake
+
+
+def _generator_args(cmake_dir: Path) -> list[str]:
+    """Make when it is there (as before), else Ninja (from PATH or the PyPI package). An existing
+    CMake tree keeps the generator it was configured with."""
+    if (cmake_dir / "CMakeCache.txt").is_file() or shutil.which("make") or shutil.which("gmake"):
+        return []
+    ninja = shutil.which("ninja") or _python_package_tool("ninja")
+    if ninja is None:
+        raise PluginBuildError("no build tool found (neither make nor ninja): `pip install ninja` "
+                               "(or `apt install make`)")
+    return ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
 
 
 def find_cxx_compiler() -> str:
@@ -371,7 +437,9 @@ def build_plugin(
     log: list[str] = []
     with _build_lock(out_dir):
         cmake_dir = out_dir / "cmake"
-        _run([cmake, "-S", str(source_dir), "-B", str(cmake_dir), *args], "cmake configure", log, verbose)
+        generator = _generator_args(cmake_dir)
+        _run([cmake, "-S", str(source_dir), "-B", str(cmake_dir), *generator, *args], "cmake configure", log,
+             verbose)
         build_cmd = [cmake, "--build", str(cmake_dir), "--parallel", str(jobs), "--target"]
         build_cmd += [name for t in wanted for name in TARGETS[t]]
         _run(build_cmd, "cmake build", log, verbose)
@@ -384,24 +452,39 @@ def build_plugin(
     return result
 
 
-def _sources_newer_than(path: Path) -> bool:
-    try:
-        source_dir = plugin_source_dir()
-    except PluginBuildError:
-        return False
-    built = path.stat().st_mtime
-    sources = [source_dir / "CMakeLists.txt", *(source_dir / "aggregated_attention").glob("*.h")]
-    sources += list((source_dir / "aggregated_attention").glob("*.cpp"))
-    return any(s.is_file() and s.stat().st_mtime > built for s in sources)
+HOST_SOURCE_PATTERNS = ("CMakeLists.txt", "aggregated_attention/*.h", "aggregated_attention/*.cpp")
+
+
+def host_sources_digest(source_dir: Path | None = None) -> str:
+    """sha256 over the names and contents of the sources the host library is built from. Contents,
+    not mtimes: an unpacked wheel or a fresh clone gives every file a new mtime."""
+    source_dir = source_dir or plugin_source_dir()
+    digest = hashlib.sha256()
+    files = sorted({p for pattern in HOST_SOURCE_PATTERNS for p in source_dir.glob(pattern) if p.is_file()})
+    for path in files:
+        digest.update(path.relative_to(source_dir).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _stamp_path(library: Path) -> Path:
+    return library.with_name(library.name + ".sources-sha256")
 
 
 def ensure_host_library(build_dir: str | os.PathLike | None = None, jobs: int = 2) -> Path:
-    """The host (CPU reference) library, built first if it is missing or older than its sources."""
+    """The host (CPU reference) library. Without `build_dir`, the wheel's prebuilt library when there
+    is one, as it is. Otherwise the one in the build directory, (re)built first when it is missing
+    or was not built from the current sources (the digest stamp next to it)."""
+    if build_dir is None and (prebuilt := prebuilt_host_library()) is not None:
+        return prebuilt
     directory = Path(build_dir).expanduser().resolve() if build_dir is not None else default_build_dir()
-    existing = find_host_library(directory)
-    if existing is not None and not _sources_newer_than(existing):
-        return existing
+    digest = host_sources_digest()
+    library = directory / LIBRARY_FILES["host"]
+    stamp = _stamp_path(library)
+    if library.is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
+        return library
     result = build_plugin(targets=("host",), build_dir=directory, jobs=jobs)
+    stamp.write_text(digest + "\n")
     return result.libraries["host"]
 
 
@@ -415,6 +498,7 @@ __all__ = [
     "checkout_root",
     "default_build_dir",
     "ensure_host_library",
+    "host_sources_digest",
     "find_cmake",
     "find_cxx_compiler",
     "find_host_library",
@@ -423,4 +507,6 @@ __all__ = [
     "find_tensorrt",
     "normalize_cuda_archs",
     "plugin_source_dir",
+    "prebuilt_host_library",
+    "user_cache_dir",
 ]

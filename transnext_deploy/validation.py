@@ -1,7 +1,13 @@
-"""Numerical comparison of an output against its reference, as every check in the toolkit reports it."""
+"""Numerical comparison of an output against its reference, as every check in the toolkit reports it.
+
+Pass/fail follows `numpy.allclose` and polygraphy: element-wise |out - ref| <= atol + rtol * |ref|,
+with `ref` the reference (PyTorch). `allclose_check` also names the element that comes closest to
+its bound (or passes it by the most), so a failure says where and by how much.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -23,17 +29,75 @@ class ErrorStats:
                 f"mean-abs {self.mean_abs:.3e}, cosine {self.cosine:.8f}")
 
 
+@dataclass(frozen=True)
+class Tolerance:
+    """|out - ref| <= atol + rtol * |ref|, element-wise (numpy.allclose, polygraphy --atol/--rtol)."""
+
+    atol: float
+    rtol: float
+
+    def __post_init__(self) -> None:
+        for name in ("atol", "rtol"):
+            value = getattr(self, name)
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = math.nan
+            if not (math.isfinite(number) and number >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            object.__setattr__(self, name, number)
+
+    def as_dict(self) -> dict:
+        return {"atol": self.atol, "rtol": self.rtol}
+
+    def __str__(self) -> str:
+        return f"atol {self.atol:g}, rtol {self.rtol:g}"
+
+
+@dataclass(frozen=True)
+class WorstElement:
+    """The element with the largest |out - ref| / (atol + rtol * |ref|); ratio <= 1 passes."""
+
+    index: tuple[int, ...]
+    abs_diff: float
+    ref_abs: float
+    allowed: float  # atol + rtol * |ref| at that element
+    ratio: float  # abs_diff / allowed (inf when allowed is 0 and abs_diff is not, or not finite)
+
+    def as_dict(self) -> dict:
+        return {"index": list(self.index), "abs_diff": self.abs_diff, "ref_abs": self.ref_abs,
+                "allowed": self.allowed, "ratio": self.ratio}
+
+    def __str__(self) -> str:
+        return (f"|a-b| {self.abs_diff:.3e} at {list(self.index)} where |b| = {self.ref_abs:.3e} "
+                f"(allowed {self.allowed:.3e}, {self.ratio:.2f}x the bound)")
+
+
+# The fp32 default for every exported graph against PyTorch (export's --atol/--rtol, fp32 engines),
+# from `benchmarks/measure_export_noise.py` (README, "Tolerances"): over micro and tiny at 224 and
+# 384 and small at 224, classifier logits scaled to max |logits| = 30 and backbone features, the
+# smallest atol that passes at rtol 1e-4 is 2.2e-5 (worst |a - b| 4.9e-5, small's logits). The
+# rtol lets the bound follow the size of each element; atol 1e-4 leaves a margin of 4.5x for the
+# elements near zero, whose round-off follows the size of the whole output.
+FP32_TOLERANCE = Tolerance(atol=1e-4, rtol=1e-4)
+
+
 def _numpy(x) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().float().numpy()
     return np.asarray(x, dtype=np.float64)
 
 
-def error_stats(reference, output) -> ErrorStats:
+def _pair(reference, output) -> tuple[np.ndarray, np.ndarray]:
     ref = _numpy(reference)
     out = _numpy(output)
     if ref.shape != out.shape:
         raise ValueError(f"shape mismatch: reference {ref.shape} vs output {out.shape}")
+    return ref, out
+
+
+def error_stats(reference, output) -> ErrorStats:
+    ref, out = _pair(reference, output)
     if not np.all(np.isfinite(out)):
         nan = float("nan")
         return ErrorStats(nan, nan, nan, nan, float(np.abs(ref).max(initial=0.0)))
@@ -49,6 +113,30 @@ def error_stats(reference, output) -> ErrorStats:
         cosine=cosine,
         ref_max_abs=ref_max,
     )
+
+
+def allclose_check(reference, output, tolerance: Tolerance) -> WorstElement:
+    """The worst element under `tolerance`; the check passes when its ratio is <= 1. A non-finite
+    output element is the worst, with ratio inf."""
+    ref, out = _pair(reference, output)
+    if ref.size == 0:
+        return WorstElement((), 0.0, 0.0, tolerance.atol, 0.0)
+    diff = np.abs(out - ref)
+    allowed = tolerance.atol + tolerance.rtol * np.abs(ref)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(diff == 0, 0.0, diff / allowed)
+    ratio = np.where(np.isfinite(out), ratio, np.inf)
+    flat = int(np.argmax(ratio))
+    index = tuple(int(i) for i in np.unravel_index(flat, ref.shape))
+    return WorstElement(index, float(diff[index]), float(abs(ref[index])), float(allowed[index]), float(ratio[index]))
+
+
+def smallest_atol(reference, output, rtol: float) -> float:
+    """The smallest atol with which `output` passes at this rtol: max(|out - ref| - rtol * |ref|, 0)."""
+    ref, out = _pair(reference, output)
+    if ref.size == 0:
+        return 0.0
+    return float(max(np.max(np.abs(out - ref) - rtol * np.abs(ref)), 0.0))
 
 
 def top1_agreement(reference_logits, logits) -> float:
