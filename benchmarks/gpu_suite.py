@@ -5,7 +5,7 @@
         PYTHONPATH=. python benchmarks/gpu_suite.py --out results/ [--tensorrt-include DIR] [--published-source DIR]
 
 Sections, in this order, each one recorded in the JSON whatever happens to the others:
-  lifecycle  the plugin life-cycle driver (plugins/aggregated_attention/aggregatedAttentionLifecycle.cpp):
+  lifecycle  the plugin life-cycle driver (plugins/aggregated_attention/lifecycle/):
              the TensorRT plugin's IPluginV3 life cycle on the GPU against the host library, no
              libnvinfer. Built here when needed; needs nvcc and the TensorRT headers
              (--tensorrt-include or $TENSORRT_INCLUDE_DIR), otherwise skipped with the reason.

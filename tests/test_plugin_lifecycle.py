@@ -1,4 +1,4 @@
-"""The plugin life-cycle driver (plugins/aggregated_attention/aggregatedAttentionLifecycle.cpp).
+"""The plugin life-cycle driver (plugins/aggregated_attention/lifecycle/, CMake target transnext_aa_plugin_lifecycle).
 
 The driver runs the TensorRT plugin through its whole IPluginV3 life cycle without libnvinfer and
 checks every kernel output against the host library (tolerances in the driver). It needs the
@@ -26,7 +26,7 @@ from transnext_deploy.plugin_build import PluginBuildError, build_plugin
 
 REPO = Path(__file__).resolve().parents[1]
 AA_DIR = REPO / "plugins" / "aggregated_attention"
-DRIVER = AA_DIR / "aggregatedAttentionLifecycle.cpp"
+DRIVER_SOURCES = sorted((AA_DIR / "lifecycle").glob("*.cpp"))
 
 
 def _header_dirs() -> list[Path]:
@@ -65,9 +65,11 @@ def test_driver_compiles_warning_free_against_every_header_version(tmp_path):
         pytest.skip("needs a C++ compiler and the CUDA headers (cuda_runtime_api.h)")
     for include in _header_dirs():
         assert (include / "NvInfer.h").is_file(), f"{include} has no NvInfer.h"
-        proc = _run([cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{AA_DIR}", "-isystem", str(include),
-                     "-isystem", str(cuda_include), "-c", str(DRIVER), "-o", str(tmp_path / "driver.o")])
-        assert proc.returncode == 0, f"against {include}:\n{proc.stdout[-4000:]}"
+        for source in DRIVER_SOURCES:
+            proc = _run([cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{AA_DIR}", f"-I{AA_DIR / 'lifecycle'}",
+                         "-isystem", str(include), "-isystem", str(cuda_include), "-c", str(source), "-o",
+                         str(tmp_path / f"{source.stem}.o")])
+            assert proc.returncode == 0, f"{source.name} against {include}:\n{proc.stdout[-4000:]}"
 
 
 @pytest.fixture(scope="module")

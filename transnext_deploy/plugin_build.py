@@ -147,11 +147,6 @@ def find_cuda_library(build_dir: str | os.PathLike | None = None) -> Path | None
     return _library_path("cuda_api", Path(build_dir) if build_dir is not None else None)
 
 
-def find_lifecycle_driver(build_dir: str | os.PathLike | None = None) -> Path | None:
-    """Path of the plugin life-cycle driver executable in `build_dir` (default: default_build_dir()), or None."""
-    return _library_path("lifecycle", Path(build_dir) if build_dir is not None else None)
-
-
 def find_plugin_library(build_dir: str | os.PathLike | None = None, *, dynamic: bool = False) -> Path | None:
     """Path of libtransnext_aa_plugin.so (or, with dynamic=True, the loadLibrary variant
     libtransnext_aa_plugin_dynamic.so) in `build_dir` (default: default_build_dir()), or None."""
@@ -449,7 +444,6 @@ __all__ = [
     "find_cxx_compiler",
     "find_cuda_library",
     "find_host_library",
-    "find_lifecycle_driver",
     "find_nvcc",
     "find_plugin_library",
     "find_tensorrt",

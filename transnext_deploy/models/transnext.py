@@ -184,8 +184,8 @@ def _register_fused_op() -> None:
 
 def fused_attention_core(*inputs: torch.Tensor, num_heads: int, height: int, width: int, window_size: int,
                          pool_height: int, pool_width: int) -> torch.Tensor:
-    """`aggregated_attention_core` through the fused op. Its kernels take one dtype for all nine inputs:
-    the parameters are cast to the query's (under autocast the projections are float16, they float32)."""
+    """`aggregated_attention_core` through the fused op. Its kernels take one dtype for all nine inputs, so
+    the parameters are cast to the query's (under autocast the projections are float16, the parameters float32)."""
     dtype = inputs[0].dtype
     return torch.ops.transnext.aggregated_attention(*(t.to(dtype) for t in inputs), num_heads, height, width,
                                                     window_size, pool_height, pool_width)
