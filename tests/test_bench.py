@@ -219,3 +219,52 @@ def test_cli_run_writes_table_json_and_plot(bench_setup, tmp_path):
     trt_row = data["rows"][-1]
     assert trt_row["status"] == ("ok" if tensorrt_status().available else "not available")
     assert plot_path.read_bytes()[:4] == b"\x89PNG"
+
+
+# ------------------------------------------------------------------------------------------ torch-fused, --device cuda
+
+
+def test_fused_rows_on_the_cpu(bench_setup):
+    report, _, _, _ = bench_setup
+    rows = _rows(report, "torch-fused")
+    assert rows and all(r.ok for r in rows), [r.status_text for r in rows]
+    for r in rows:
+        assert r.accuracy["max_abs"] <= MAX_ABS_TOL, (r.resolution, r.batch, r.accuracy)
+        assert r.accuracy["top1_agreement"] == 1.0
+        assert any(n.startswith("fused op: ") for n in r.notes), r.notes
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present: the torch rows would run")
+def test_device_cuda_without_a_gpu_plans_the_torch_rows_and_says_why(bench_setup):
+    _, options, _, _ = bench_setup
+    backends = ["torch-plain", "torch-fast", "torch-fused", "torch-compile", "ort-cpu"]
+    report = run_bench(BenchOptions(variant="micro", resolutions=[64], batches=[1, 2], backends=backends, runs=1,
+                                    warmup=1, min_runs=1, threads=2, device="cuda", checkpoint=options.checkpoint,
+                                    work_dir=options.work_dir))
+    assert [(r.backend, r.batch) for r in report.rows] == [(b, n) for n in (1, 2) for b in backends]
+    for r in report.rows:
+        if r.backend.startswith("torch-"):
+            assert r.status == "not available" and r.reason.startswith("no CUDA device: "), r.status_text
+        else:
+            assert r.ok, r.status_text  # the other backends do not depend on --device
+    assert report.meta["machine"]["torch_device"] == "cuda" and "gpu" not in report.meta["machine"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present: the torch rows would run")
+def test_cli_device_cuda_without_a_gpu_and_device_cpu(bench_setup, tmp_path):
+    _, options, _, _ = bench_setup
+    common = ["bench", "-s", "micro", "-r", "64", "--runs", "1", "--warmup", "1", "--threads", "2",
+              "-c", str(options.checkpoint), "--work-dir", str(options.work_dir)]
+    result = invoke(*common, "--device", "cuda", "--backend", "torch-fast,torch-fused,torch-compile",
+                    "--json", str(tmp_path / "cuda.json"))
+    assert result.exit_code == 0, result.output
+    out = ANSI.sub("", result.stdout)
+    assert "not available [1]" in out and "[1] torch-fast, torch-fused, torch-compile: not available: no CUDA" in out
+    rows = json.loads((tmp_path / "cuda.json").read_text())["rows"]
+    assert [r["status"] for r in rows] == ["not available"] * 3
+    result = invoke(*common, "--device", "cpu", "--backend", "torch-fast,torch-fused", "--json",
+                    str(tmp_path / "cpu.json"))
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "cpu.json").read_text())["rows"]
+    assert [(r["backend"], r["status"], r["device"]) for r in rows] == [
+        ("torch-fast", "ok", "cpu (2 threads)"), ("torch-fused", "ok", "cpu (2 threads)")]

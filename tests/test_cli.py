@@ -68,7 +68,7 @@ def test_info_json_reports_every_component():
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     for key in ("torch", "onnx", "onnxruntime", "tensorrt", "cuda-gpu", "torch-onednn", "nvcc", "cmake",
-                "plugin-host-library", "tensorrt-plugin-library"):
+                "plugin-host-library", "cuda-kernel-library", "tensorrt-plugin-library"):
         assert key in report, key
         assert set(report[key]) == {"name", "available", "detail"}
     assert report["torch"]["available"] and report["torch"]["detail"] == torch.__version__

@@ -14,6 +14,9 @@ mean latency), peak memory, and the error against the reference: PyTorch with th
 Backends (`BACKENDS`):
   torch-plain     eager PyTorch, published attention (on the CPU this *is* the reference)
   torch-fast      eager PyTorch, the fused op's decomposition (what the export traces)
+  torch-fused     eager PyTorch with the fused op itself (torch.ops.transnext.aggregated_attention):
+                  the plugin's CUDA kernel on a GPU (libtransnext_aa_cuda.so, from `build-plugin
+                  --target cuda`), its host library on the CPU
   torch-compile   the fast model under torch.compile (inductor); opt-in on the CPU, where one
                   compilation takes minutes
   ort-cpu         onnxruntime CPU, exported standard-op graph (model.onnx)
@@ -22,7 +25,8 @@ Backends (`BACKENDS`):
   ort-cuda        onnxruntime CUDA execution provider, standard graph
   tensorrt-fp32   TensorRT engine of the custom-op graph with the plugin, fp32 (TF32 off)
   tensorrt-fp16   the same, fp16
-A backend this machine lacks gives rows that say "not available: <reason>"; none vanish.
+A backend this machine lacks gives rows that say "not available: <reason>"; none vanish. With
+device="cuda" on a machine where torch sees no GPU, the torch-* rows say so and the others run.
 
 Artifacts come from `export.export()` into a work directory (default: the user cache) and are
 reused while their manifest matches (variant, resolution, weights, opset) and the export code is
@@ -59,8 +63,9 @@ from pathlib import Path
 
 import numpy as np
 
-BACKENDS = ("torch-plain", "torch-fast", "torch-compile", "ort-cpu", "ort-cpu-custom", "ort-cuda",
+BACKENDS = ("torch-plain", "torch-fast", "torch-fused", "torch-compile", "ort-cpu", "ort-cpu-custom", "ort-cuda",
             "tensorrt-fp32", "tensorrt-fp16")
+TORCH_BACKENDS = ("torch-plain", "torch-fast", "torch-fused", "torch-compile")  # run where --device says
 CPU_OPT_IN = ("torch-compile",)  # skipped on the CPU unless asked for by name
 DEFAULT_VARIANT = "tiny"
 DEFAULT_RESOLUTIONS = (224, 384)
@@ -196,6 +201,7 @@ class _Plan:
     explicit: set[str]
     threads: int
     device: str  # cpu or cuda
+    device_problem: str | None = None  # why the torch backends cannot run on `device` (cuda without a GPU)
 
 
 def check_options(options: BenchOptions) -> _Plan:
@@ -245,23 +251,25 @@ def check_options(options: BenchOptions) -> _Plan:
     threads = options.threads if options.threads is not None else available_cpus()
     if threads < 1:
         raise BenchError(f"threads must be >= 1, got {threads}")
-    device = _torch_device(options.device)
+    device, device_problem = _torch_device(options.device)
     if options.checkpoint not in (None, "official") and not Path(options.checkpoint).is_file():
         raise BenchError(f"checkpoint not found: {options.checkpoint}")
-    return _Plan(variant, resolutions, batches, backends, explicit, threads, device)
+    return _Plan(variant, resolutions, batches, backends, explicit, threads, device, device_problem)
 
 
-def _torch_device(device: str) -> str:
+def _torch_device(device: str) -> tuple[str, str | None]:
+    """(device, None), or ("cuda", reason) when CUDA is asked for and torch sees no GPU: the torch
+    backends then get "not available" rows with that reason."""
     import torch
 
     if device not in ("auto", "cpu", "cuda"):
         raise BenchError(f"device must be auto, cpu or cuda, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
-        raise BenchError(f"device cuda asked for, but torch {torch.__version__} ({build}) sees no CUDA GPU")
+        return device, f"no CUDA device: torch {torch.__version__} ({build}) sees no CUDA GPU"
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+        return ("cuda" if torch.cuda.is_available() else "cpu"), None
+    return device, None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,19 +277,25 @@ def _torch_device(device: str) -> str:
 
 
 def backend_availability(backends: Sequence[str], device: str, explicit: set[str] | None = None,
-                         plugin_library: str | os.PathLike | None = None, threads: int | None = None
-                         ) -> dict[str, tuple[str, str] | None]:
-    """None for a backend that can run here, else (status, reason)."""
+                         plugin_library: str | os.PathLike | None = None, threads: int | None = None,
+                         device_problem: str | None = None) -> dict[str, tuple[str, str] | None]:
+    """None for a backend that can run here, else (status, reason). `device_problem`: why the torch
+    backends cannot run on `device`."""
     explicit = set(BACKENDS) if explicit is None else explicit
     result: dict[str, tuple[str, str] | None] = {}
     trt_status = None
     for b in backends:
         reason = None
+        if b in TORCH_BACKENDS and device_problem:
+            result[b] = ("not available", device_problem)
+            continue
         if b in CPU_OPT_IN and device == "cpu" and b not in explicit:
             result[b] = ("skipped", ("opt-in on the CPU, where compiling one shape takes minutes; "
                                      "ask for it with --backend torch-compile"))
             continue
-        if b == "ort-cpu-custom":
+        if b == "torch-fused":
+            reason = _fused_op_problem(device)
+        elif b == "ort-cpu-custom":
             reason = _custom_op_problem(threads)
         elif b == "ort-cuda":
             reason = _ort_cuda_problem()
@@ -293,6 +307,14 @@ def backend_availability(backends: Sequence[str], device: str, explicit: set[str
             reason = None if trt_status.available else trt_status.reason
         result[b] = ("not available", reason) if reason else None
     return result
+
+
+def _fused_op_problem(device: str) -> str | None:
+    """On CUDA the op needs the kernel library; on the CPU it always runs (host library or decomposition)."""
+    from .ops.fused_op import implementation
+
+    description = implementation(device)
+    return description.removeprefix("not available: ") if description.startswith("not available") else None
 
 
 def _custom_op_problem(threads: int | None) -> str | None:
@@ -860,7 +882,7 @@ def _machine(threads: int, device: str) -> dict:
 
     info = {"cpu": cpu_name(), "cpus_available": available_cpus(), "threads": threads, "torch_device": device,
             "torch": torch.__version__, "onnxruntime": ort.__version__, "python": platform.python_version()}
-    if device == "cuda":
+    if device == "cuda" and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     load = load_average()
     if load is not None:
@@ -885,7 +907,7 @@ def run_bench(options: BenchOptions, progress: Progress | None = None) -> BenchR
     report_progress = progress or (lambda description, completed, total: None)
     report_progress("checking which backends this machine has", 0, None)
     availability = backend_availability(plan.backends, plan.device, plan.explicit, options.plugin_library,
-                                        plan.threads)
+                                        plan.threads, plan.device_problem)
     runnable = [b for b in plan.backends if availability[b] is None]
     needs_artifacts = any(b.startswith(("ort-", "tensorrt-")) for b in runnable)
 
@@ -1012,6 +1034,12 @@ def _load_backend(name: str, plain, fast, artifact: Path | None, plan: _Plan, op
         return _TorchBackend(plain, plan.device)
     if name == "torch-fast":
         return _TorchBackend(fast, plan.device)
+    if name == "torch-fused":
+        from .ops.fused_op import implementation
+
+        backend = _TorchBackend(copy.deepcopy(fast).set_attention("fused"), plan.device)
+        backend.notes = (f"fused op: {implementation(plan.device)}",)
+        return backend
     if name == "torch-compile":
         backend = _TorchBackend(copy.deepcopy(fast), plan.device, compile_model=True)
         return backend
@@ -1031,7 +1059,7 @@ def _load_backend(name: str, plain, fast, artifact: Path | None, plan: _Plan, op
 # plot
 
 _COLORS = {
-    "torch-plain": "#c0392b", "torch-fast": "#e67e22", "torch-compile": "#f1c40f",
+    "torch-plain": "#c0392b", "torch-fast": "#e67e22", "torch-fused": "#a04000", "torch-compile": "#f1c40f",
     "ort-cpu": "#2471a3", "ort-cpu-custom": "#5dade2", "ort-cuda": "#8e44ad",
     "tensorrt-fp32": "#1e8449", "tensorrt-fp16": "#58d68d",
 }
@@ -1235,6 +1263,7 @@ __all__ = [
     "BenchOptions",
     "BenchReport",
     "BenchRow",
+    "TORCH_BACKENDS",
     "backend_availability",
     "bench_input",
     "check_options",

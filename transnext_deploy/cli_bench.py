@@ -39,10 +39,12 @@ def bench_command(
     backend: list[str] = typer.Option(  # noqa: B008
         [], "--backend", metavar="NAME",
         help="Backend to measure; repeat or comma-separate for several, or 'all'. torch-plain, torch-fast "
-             "(eager PyTorch with the published / the fused-op attention), torch-compile (opt-in on the CPU: "
-             "minutes to compile), ort-cpu (standard ONNX graph), ort-cpu-custom (custom-op graph, plugin "
-             "arithmetic on the CPU), ort-cuda, tensorrt-fp32, tensorrt-fp16. Default: all; those this machine "
-             "lacks get a 'not available: <reason>' row."),
+             "(eager PyTorch with the published attention / the fused op's decomposition), torch-fused (eager "
+             "PyTorch calling the fused op: the CUDA kernel from `build-plugin --target cuda` on a GPU, the host "
+             "library on the CPU), torch-compile (the fast model under torch.compile; opt-in on the CPU: minutes "
+             "to compile), ort-cpu (standard ONNX graph), ort-cpu-custom (custom-op graph, plugin arithmetic on "
+             "the CPU), ort-cuda, tensorrt-fp32, tensorrt-fp16. Default: all; those this machine lacks get a "
+             "'not available: <reason>' row."),
     runs: int = typer.Option(
         10, "--runs", help="Timed passes per backend and case, interleaved across backends round by round "
                            "(fewer once --max-seconds is used up)."),
@@ -54,8 +56,9 @@ def bench_command(
     threads: Optional[int] = typer.Option(  # noqa: UP007
         None, "--threads", help="CPU threads for PyTorch and onnxruntime. Default: the CPUs this process may use."),
     device: str = typer.Option("auto", "--device",
-                               help="Where the torch-* backends run: auto (CUDA when torch sees a GPU), cpu, cuda. "
-                                    "The reference is always PyTorch, plain attention, fp32, on the CPU."),
+                               help="Where the torch-* backends run: auto (CUDA when torch sees a GPU), cpu, cuda "
+                                    "(without a GPU their rows say 'not available: no CUDA device'). The reference "
+                                    "is always PyTorch, plain attention, fp32, on the CPU."),
     checkpoint: Optional[str] = typer.Option(  # noqa: UP007
         None, "--checkpoint", "-c",
         help="Official .pth, or 'official' to download it. Default: seeded random weights (speed and "

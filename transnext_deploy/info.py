@@ -74,11 +74,13 @@ def _plugin() -> list[Probe]:
     except Exception as exc:  # noqa: BLE001
         return [Probe("plugin", False, f"not available: {exc}")]
     probes = []
-    for target, finder in (("plugin-host-library", plugin_build.find_host_library),
-                           ("tensorrt-plugin-library", plugin_build.find_plugin_library)):
+    for target, finder, command in (
+            ("plugin-host-library", plugin_build.find_host_library, "transnext-deploy build-plugin"),
+            # the fused op's CUDA implementation (torch.ops.transnext.aggregated_attention)
+            ("cuda-kernel-library", plugin_build.find_cuda_library, "transnext-deploy build-plugin --target cuda"),
+            ("tensorrt-plugin-library", plugin_build.find_plugin_library, "transnext-deploy build-plugin")):
         path = finder()
-        probes.append(Probe(target, path is not None,
-                            str(path) if path else "not built: run `transnext-deploy build-plugin`"))
+        probes.append(Probe(target, path is not None, str(path) if path else f"not built: run `{command}`"))
     return probes
 
 

@@ -1,10 +1,16 @@
 """Build the aggregated-attention libraries under `plugins/` with CMake.
 
-Three targets (see plugins/CMakeLists.txt):
-  host    libtransnext_aa_host.so    CPU reference of the op (C++ only, always buildable here)
-  cuda    libtransnext_aa_cuda.a     the CUDA kernel alone (needs nvcc)
-  plugin  libtransnext_aa_plugin.so  TensorRT plugin + kernel (needs nvcc and TensorRT headers;
-                                     libnvinfer is linked when found)
+Targets (see plugins/CMakeLists.txt):
+  host       libtransnext_aa_host.so    CPU reference of the op (C++ only, always buildable here)
+  cuda       libtransnext_aa_cuda.a     the CUDA kernel alone (needs nvcc), and
+             libtransnext_aa_cuda.so    the kernel behind a C API (aggregatedAttentionCuda.h), which
+                                        torch.ops.transnext.aggregated_attention loads with ctypes
+  plugin     libtransnext_aa_plugin.so  TensorRT plugin + kernel (needs nvcc and TensorRT headers;
+                                        libnvinfer is linked when found)
+  lifecycle  transnext_aa_plugin_lifecycle  executable driving the plugin's IPluginV3 life cycle on a
+                                        GPU against the host library (nvcc and TensorRT headers, no
+                                        libnvinfer); `transnext-deploy build-plugin` does not offer it,
+                                        the tests and benchmarks/gpu_suite.py build it
 
 `build_plugin()` is the API behind `transnext-deploy build-plugin`. Every missing piece (cmake, a
 C++ compiler, nvcc, TensorRT headers or library) raises `PluginBuildError` with a one-line reason.
@@ -41,24 +47,33 @@ ENV_TENSORRT_INCLUDE_DIR = "TENSORRT_INCLUDE_DIR"
 
 TARGETS = {
     "host": ("transnext_aa_host",),
-    "cuda": ("transnext_aa_cuda",),
+    "cuda": ("transnext_aa_cuda", "transnext_aa_cuda_shared"),
     "plugin": ("transnext_aa_plugin", "transnext_aa_plugin_dynamic"),
+    "lifecycle": ("transnext_aa_plugin_lifecycle",),
 }
 LIBRARY_FILES = {
     "host": "libtransnext_aa_host.so",
     "cuda": "libtransnext_aa_cuda.a",
+    # The kernel's C API (aggregatedAttentionCuda.h), CUDA runtime linked statically: the PyTorch op.
+    "cuda_api": "libtransnext_aa_cuda.so",
     # Registers its creator when loaded: trtexec --staticPlugins, polygraphy --plugins, ctypes.
     "plugin": "libtransnext_aa_plugin.so",
     # getCreators() only: IPluginRegistry::loadLibrary, trtexec --dynamicPlugins / --setPluginsToSerialize.
     "plugin_dynamic": "libtransnext_aa_plugin_dynamic.so",
+    # An executable, not a library: the plugin life-cycle test driver.
+    "lifecycle": "transnext_aa_plugin_lifecycle",
 }
-_PRODUCTS = {"host": ("host",), "cuda": ("cuda",), "plugin": ("plugin", "plugin_dynamic")}
+_PRODUCTS = {"host": ("host",), "cuda": ("cuda", "cuda_api"), "plugin": ("plugin", "plugin_dynamic"),
+             "lifecycle": ("lifecycle",)}
 DEFAULT_CUDA_ARCHS = ("75", "80", "86", "87", "89", "90")
 _CMAKE_OPTION = {
     "host": "TRANSNEXT_AA_BUILD_HOST",
     "cuda": "TRANSNEXT_AA_BUILD_CUDA",
     "plugin": "TRANSNEXT_AA_BUILD_PLUGIN",
+    "lifecycle": "TRANSNEXT_AA_BUILD_LIFECYCLE",
 }
+# Targets that need another one configured: the life-cycle driver checks against the host library.
+_CONFIGURED_WITH = {"lifecycle": ("host",)}
 
 
 class PluginBuildError(RuntimeError):
@@ -160,6 +175,12 @@ def find_host_library(build_dir: str | os.PathLike | None = None) -> Path | None
     if build_dir is None and (prebuilt := prebuilt_host_library()) is not None:
         return prebuilt
     return _library_path("host", Path(build_dir) if build_dir is not None else None)
+
+
+def find_cuda_library(build_dir: str | os.PathLike | None = None) -> Path | None:
+    """Path of libtransnext_aa_cuda.so (the kernel's C API, built by `build-plugin --target cuda`) in
+    `build_dir` (default: default_build_dir()), or None."""
+    return _library_path("cuda_api", Path(build_dir) if build_dir is not None else None)
 
 
 def find_plugin_library(build_dir: str | os.PathLike | None = None, *, dynamic: bool = False) -> Path | None:
@@ -376,15 +397,16 @@ def build_plugin(
     """Configure and build the requested targets; returns where the libraries are.
 
     Raises PluginBuildError with a one-line reason when cmake, a C++ compiler, nvcc (for
-    'cuda'/'plugin'), the TensorRT headers (for 'plugin') or, with require_nvinfer, libnvinfer is
-    missing, or when a build step fails.
+    'cuda', 'plugin', 'lifecycle'), the TensorRT headers (for 'plugin', 'lifecycle') or, with
+    require_nvinfer, libnvinfer is missing, or when a build step fails. 'lifecycle' also configures
+    'host' (its reference), without reporting it among the libraries.
     """
     wanted = tuple(dict.fromkeys(targets))
     if not wanted:
-        raise PluginBuildError("no build target given (choose from host, cuda, plugin)")
+        raise PluginBuildError(f"no build target given (choose from {', '.join(TARGETS)})")
     unknown = [t for t in wanted if t not in TARGETS]
     if unknown:
-        raise PluginBuildError(f"unknown build target(s) {', '.join(unknown)}: choose from host, cuda, plugin")
+        raise PluginBuildError(f"unknown build target(s) {', '.join(unknown)}: choose from {', '.join(TARGETS)}")
     if jobs < 1:
         raise PluginBuildError(f"jobs must be >= 1, got {jobs}")
 
@@ -392,17 +414,19 @@ def build_plugin(
     cmake = find_cmake()
     cxx = find_cxx_compiler()
     out_dir = Path(build_dir).expanduser().resolve() if build_dir is not None else default_build_dir()
-    needs_cuda = "cuda" in wanted or "plugin" in wanted
+    needs_cuda = bool({"cuda", "plugin", "lifecycle"} & set(wanted))
+    configured = set(wanted) | {t for w in wanted for t in _CONFIGURED_WITH.get(w, ())}
 
     args = [
         f"-DCMAKE_BUILD_TYPE={build_type}",
         f"-DCMAKE_CXX_COMPILER={cxx}",
         f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={out_dir}",
         f"-DCMAKE_ARCHIVE_OUTPUT_DIRECTORY={out_dir}",
+        f"-DCMAKE_RUNTIME_OUTPUT_DIRECTORY={out_dir}",
         f"-DTRANSNEXT_AA_WERROR={'ON' if werror else 'OFF'}",
     ]
     for kind, option in _CMAKE_OPTION.items():
-        args.append(f"-D{option}={'ON' if kind in wanted else 'OFF'}")
+        args.append(f"-D{option}={'ON' if kind in configured else 'OFF'}")
 
     result = BuildResult(build_dir=out_dir, targets=wanted, libraries={}, cmake_args=args)
     if needs_cuda:
@@ -410,7 +434,7 @@ def build_plugin(
         archs = normalize_cuda_archs(cuda_archs)
         result.cuda_archs = archs
         args += [f"-DCMAKE_CUDA_COMPILER={nvcc}", f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(archs)}"]
-    if "plugin" in wanted:
+    if "plugin" in wanted or "lifecycle" in wanted:
         trt = find_tensorrt(tensorrt_root, tensorrt_include_dir, tensorrt_library_dir)
         if trt.include_dir is None:
             raise PluginBuildError(
@@ -421,6 +445,7 @@ def build_plugin(
         args.append(f"-DTENSORRT_INCLUDE_DIR={trt.include_dir}")
         if tensorrt_root:
             args.append(f"-DTENSORRT_ROOT={Path(tensorrt_root).expanduser().resolve()}")
+    if "plugin" in wanted:
         if trt.library is None:
             if require_nvinfer:
                 raise PluginBuildError(
@@ -501,6 +526,7 @@ __all__ = [
     "host_sources_digest",
     "find_cmake",
     "find_cxx_compiler",
+    "find_cuda_library",
     "find_host_library",
     "find_nvcc",
     "find_plugin_library",

@@ -10,6 +10,9 @@ attention share one set of parameters:
   window through shifted views and never materialises unfolded keys/values. Its depthwise
   convolutions read the channels-last tokens in place, and in eager CPU float32 its token
   projections run through oneDNN (`token_linear`).
+- "fused" is "fast" with the core replaced by the op itself, `torch.ops.transnext.aggregated_attention`
+  (ops/fused_op.py, registered when "fused" is first used): the plugin's CUDA kernel on the GPU,
+  its host library on the CPU.
 
 Resolution handling. Stage grids come from the actual input (the patch-embedding convolutions
 round up), pool grids are (H // sr, W // sr) as in the reference. `img_size` is the size the model
@@ -41,9 +44,9 @@ from .position_bias import (
     trained_grids,
 )
 
-AttentionImpl = Literal["fast", "plain"]
+AttentionImpl = Literal["fast", "plain", "fused"]
 PositionBiasMode = Literal["extrapolate", "interpolate"]
-ATTENTION_IMPLS = ("fast", "plain")
+ATTENTION_IMPLS = ("fast", "plain", "fused")
 POSITION_BIAS_MODES = ("extrapolate", "interpolate")
 
 BLOCK_NORM_EPS = 1e-6
@@ -172,6 +175,20 @@ def stage_geometry(
         mask = None
         scale = torch.log(torch.tensor(float(grid[0] * grid[1])))
     return StageGeometry(grid, pool, bq, bk, pretrain_grid, factorized, scale, mask)
+
+
+def _register_fused_op() -> None:
+    """Registers torch.ops.transnext.aggregated_attention; imported only once "fused" is used."""
+    from ..ops import fused_op  # noqa: F401
+
+
+def fused_attention_core(*inputs: torch.Tensor, num_heads: int, height: int, width: int, window_size: int,
+                         pool_height: int, pool_width: int) -> torch.Tensor:
+    """`aggregated_attention_core` through the fused op. Its kernels take one dtype for all nine inputs, so
+    the parameters are cast to the query's (under autocast the projections are float16, the parameters float32)."""
+    dtype = inputs[0].dtype
+    return torch.ops.transnext.aggregated_attention(*(t.to(dtype) for t in inputs), num_heads, height, width,
+                                                    window_size, pool_height, pool_width)
 
 
 def _tracing() -> bool:
@@ -331,6 +348,8 @@ class AggregatedAttention(nn.Module):
             nn.init.trunc_normal_(torch.empty(num_heads, self.head_dim, self.local_len), mean=0, std=0.02))
         self.learnable_bias = nn.Parameter(torch.zeros(num_heads, 1, self.local_len))
         self._position_bias_cache = None
+        if implementation == "fused":
+            _register_fused_op()
 
     def forward(self, x: torch.Tensor, geo: StageGeometry) -> torch.Tensor:
         if self.implementation == "plain":
@@ -347,7 +366,8 @@ class AggregatedAttention(nn.Module):
 
     def forward_fast(self, x: torch.Tensor, geo: StageGeometry) -> torch.Tensor:
         nh, d, L = self.num_heads, self.head_dim, self.local_len
-        out = aggregated_attention_core(
+        core = fused_attention_core if self.implementation == "fused" else aggregated_attention_core
+        out = core(
             token_linear(self.q, x, geo.grid),
             token_linear(self.kv, x, geo.grid),
             token_linear(self.kv, self.pooled_tokens(x, geo, exportable=True), geo.pool_grid),
@@ -422,7 +442,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, geo: StageGeometry) -> torch.Tensor:
         N = geo.grid[0] * geo.grid[1]
         C = self.num_heads * self.head_dim
-        fast = self.implementation == "fast"
+        fast = self.implementation != "plain"
         qkv = token_linear(self.qkv, x, geo.grid) if fast else self.qkv(x)
         qkv = qkv.reshape(-1, N, 3 * self.num_heads, self.head_dim).permute(0, 2, 1, 3)
         q, k, v = qkv.chunk(3, dim=1)
@@ -537,6 +557,8 @@ class TransNeXt(nn.Module):
     def set_attention(self, implementation: AttentionImpl) -> "TransNeXt":
         if implementation not in ATTENTION_IMPLS:
             raise ValueError(f"attention must be one of {ATTENTION_IMPLS}, got {implementation!r}")
+        if implementation == "fused":
+            _register_fused_op()
         for m in self.modules():
             if isinstance(m, (AggregatedAttention, Attention, DWConv)):
                 m.implementation = implementation
