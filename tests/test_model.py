@@ -194,7 +194,7 @@ def test_aggregated_attention_matches_per_pixel_ground_truth(grid, sr, window, i
     attn.implementation = implementation
     H, W = grid
     pretrain = (4, 4)
-    geo = stage_geometry(grid, sr, window, pretrain)
+    geo = stage_geometry(grid, sr, pretrain)
     x = torch.randn(2, H * W, attn.dim)
     with torch.no_grad():
         truth = aggregated_attention_per_pixel(attn, x, H, W, pretrain)
