@@ -16,7 +16,13 @@ from transnext_deploy.models.position_bias import (
     stage_grids,
 )
 from transnext_deploy.models import transnext as transnext_module
-from transnext_deploy.models.transnext import AggregatedAttention, Attention, stage_geometry, token_linear
+from transnext_deploy.models.transnext import (
+    SWITCHABLE_MODULES,
+    AggregatedAttention,
+    Attention,
+    stage_geometry,
+    token_linear,
+)
 from transnext_deploy.validation import error_stats
 
 from helpers import perturb_
@@ -188,7 +194,7 @@ def test_aggregated_attention_matches_per_pixel_ground_truth(grid, sr, window, i
     attn.implementation = implementation
     H, W = grid
     pretrain = (4, 4)
-    geo = stage_geometry(grid, sr, window, pretrain)
+    geo = stage_geometry(grid, sr, pretrain)
     x = torch.randn(2, H * W, attn.dim)
     with torch.no_grad():
         truth = aggregated_attention_per_pixel(attn, x, H, W, pretrain)
@@ -260,6 +266,17 @@ def test_traced_projections_stay_linear_layers():
     # patch embeddings (4), depthwise convs of the GLUs (21) and `sr` of the aggregated-attention blocks (19)
     assert convs == 4 + 21 + 19, convs
     assert kinds.count("aten::linear") > 0
+
+
+def test_every_module_with_two_implementations_follows_the_choice():
+    """Each module owns its choice: set at construction (the full-attention stage too) and by set_attention."""
+    model = create_model("micro", img_size=64, attention="plain")
+    modules = [m for m in model.modules() if isinstance(m, SWITCHABLE_MODULES)]
+    kinds = {type(m).__name__ for m in modules}
+    assert kinds == {"AggregatedAttention", "Attention", "ConvolutionalGLU", "DWConv"}
+    assert {m.implementation for m in modules} == {"plain"}
+    model.set_attention("fast")
+    assert {m.implementation for m in modules} == {"fast"}
 
 
 def test_zero_initialised_terms_are_live_after_perturbation():

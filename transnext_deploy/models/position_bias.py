@@ -1,7 +1,8 @@
 """Geometry of TransNeXt stages: token grids, pool grids and continuous-position-bias tables.
 
 Everything here depends only on integers (input size, stage, pretrain size), so it is
-computed with numpy outside any trace and handed to the model as constant tensors.
+computed with numpy outside any trace and handed to the model as constant tensors: on the CPU in
+float32 whatever the default device or dtype (the model copies them where its parameters are).
 
 Two encodings of the same CPB table exist:
 - `reference_cpb_table`: the published one, sorted unique (rel_h, rel_w) rows and an index map
@@ -49,7 +50,7 @@ def trained_grids(height: int, width: int, num_stages: int = 4) -> list[tuple[in
 
 def _adaptive_pool_centres(length: int, out: int) -> np.ndarray:
     """Centres of adaptive_avg_pool1d windows over arange(length), as the reference computes them."""
-    axis = torch.arange(length, dtype=torch.float32)[None, None]
+    axis = torch.arange(length, dtype=torch.float32, device="cpu")[None, None]
     return F.adaptive_avg_pool1d(axis, out)[0, 0].numpy()
 
 
@@ -63,7 +64,8 @@ def _relative_axis(q_len: int, k_len: int, pretrain_len: int) -> np.ndarray:
 
 def _log_scale(table: np.ndarray) -> np.ndarray:
     t = torch.from_numpy(table)
-    t = torch.sign(t) * torch.log2(torch.abs(t) + 1.0) / torch.log2(torch.tensor(8, dtype=torch.float32))
+    log2_8 = torch.log2(torch.tensor(8, dtype=torch.float32, device="cpu"))
+    t = torch.sign(t) * torch.log2(torch.abs(t) + 1.0) / log2_8
     return t.numpy()
 
 

@@ -23,26 +23,29 @@ the actual grid (scaled by `pretrain_size`), as the reference classification cod
 reference detection/segmentation code does. The trained grid is `img_size` for a backbone (the
 downstream training size) and `pretrain_size` for a classifier (the size its weights were
 trained at).
+
+Devices and dtypes. The constants of an input size (position-bias tables, pooling matrices, window
+masks) are built once on the CPU in float32 and copied to the parameters' device and dtype when
+`model.to(...)` moves them, or on the first call at a new size; forward never copies them again
+and never reads a value back to the host, so CUDA graphs can capture it and
+`torch.compile(model, fullgraph=True)` traces it whole (the model's `img_size` is built at
+construction; call `model.geometry(h, w)` before compiling for another size). The model has no
+buffers: its state dict is exactly the published one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ops.aggregated_attention import aggregated_attention_core
-from .position_bias import (
-    FactorizedCPB,
-    factorized_cpb_table,
-    reference_cpb_table,
-    resize_bias,
-    stage_grids,
-    trained_grids,
-)
+from ..ops.aggregated_attention import aggregated_attention_core, window_constants
+from .geometry import StageGeometry, stage_geometry
+from .position_bias import resize_bias, stage_grids, trained_grids
 
 AttentionImpl = Literal["fast", "plain", "fused"]
 PositionBiasMode = Literal["extrapolate", "interpolate"]
@@ -99,84 +102,6 @@ def min_input_side(config: TransNeXtConfig) -> int:
         side += 1
 
 
-@dataclass
-class StageGeometry:
-    """Everything a stage's attention needs that depends only on its grid (no parameters)."""
-
-    grid: tuple[int, int]
-    pool_grid: tuple[int, int]
-    bias_query_grid: tuple[int, int]  # grid the CPB MLP is evaluated on (differs when interpolating)
-    bias_key_grid: tuple[int, int]
-    pretrain_grid: tuple[int, int]  # scales the relative coordinates
-    factorized: FactorizedCPB
-    seq_length_scale: torch.Tensor  # (N, 1) for aggregated attention, scalar for full attention
-    padding_mask: torch.Tensor | None = None  # (N, L) bool, True outside the image (plain path)
-    cache: dict = field(default_factory=dict)  # per-device copies
-    _reference: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def reference_cpb(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The published (index map (Nq*Nk,), table (U, 2)), built on first use: only the plain
-        path reads it, and its index map is the largest table of a stage."""
-        if self._reference is None:
-            index, table = reference_cpb_table(self.bias_query_grid, self.bias_key_grid, self.pretrain_grid)
-            device = self.factorized.table.device
-            self._reference = (index.to(device), table.to(device))
-        return self._reference
-
-    def to(self, device: torch.device) -> "StageGeometry":
-        moved = self.cache.get(device)
-        if moved is None:
-            def mv(t):
-                return None if t is None else t.to(device)
-            moved = StageGeometry(
-                self.grid, self.pool_grid, self.bias_query_grid, self.bias_key_grid, self.pretrain_grid,
-                FactorizedCPB(mv(self.factorized.table), mv(self.factorized.index_h),
-                              mv(self.factorized.index_w), self.factorized.num_w),
-                mv(self.seq_length_scale), mv(self.padding_mask),
-            )
-            self.cache[device] = moved
-        return moved
-
-
-def _padding_mask_and_counts(grid: tuple[int, int], window: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference construction: unfold a ones image; (valid counts (N, 1), mask (N, L))."""
-    ones = torch.ones(1, 1, grid[0], grid[1])
-    cols = F.unfold(ones, window, padding=window // 2)  # (1, L, N)
-    counts = cols.sum(-2).reshape(-1, 1)
-    mask = cols[0].transpose(0, 1) == 0
-    return counts, mask
-
-
-def stage_geometry(
-    grid: tuple[int, int],
-    sr_ratio: int,
-    window_size: int | None,
-    pretrain_grid: tuple[int, int],
-    trained_grid: tuple[int, int] | None = None,
-) -> StageGeometry:
-    """Geometry of one stage. `window_size=None` means full attention (the pool grid is the grid).
-    With `trained_grid`, the CPB MLP runs on that grid and the bias is resized to `grid`."""
-    pool = (grid[0] // sr_ratio, grid[1] // sr_ratio)
-    if min(pool) < 1:
-        raise ValueError(f"grid {grid[0]}x{grid[1]} with sr_ratio {sr_ratio} has an empty pool grid")
-    if trained_grid is None:
-        bq, bk = grid, pool
-    else:
-        bq = trained_grid
-        bk = (bq[0] // sr_ratio, bq[1] // sr_ratio)
-        if min(bk) < 1:
-            raise ValueError(f"position_bias='interpolate' needs a trained grid with a non-empty pool grid; "
-                             f"{bq[0]}x{bq[1]} with sr_ratio {sr_ratio} has none")
-    factorized = factorized_cpb_table(bq, bk, pretrain_grid)
-    if window_size:
-        counts, mask = _padding_mask_and_counts(grid, window_size)
-        scale = torch.log(counts + pool[0] * pool[1])
-    else:
-        mask = None
-        scale = torch.log(torch.tensor(float(grid[0] * grid[1])))
-    return StageGeometry(grid, pool, bq, bk, pretrain_grid, factorized, scale, mask)
-
-
 def _register_fused_op() -> None:
     """Registers torch.ops.transnext.aggregated_attention; imported only once "fused" is used."""
     from ..ops import fused_op  # noqa: F401
@@ -192,7 +117,9 @@ def fused_attention_core(*inputs: torch.Tensor, num_heads: int, height: int, wid
 
 
 def _tracing() -> bool:
-    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+    """Inside torch.compile, a TorchScript trace or an ONNX export. is_compiling comes first: Dynamo
+    folds it to True, so a compiled graph never asks TorchScript."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
 def token_linear(layer: nn.Linear, x: torch.Tensor, grid: tuple[int, int], rows: slice | None = None) -> torch.Tensor:
@@ -219,10 +146,10 @@ def token_linear(layer: nn.Linear, x: torch.Tensor, grid: tuple[int, int], rows:
 
 
 class DWConv(nn.Module):
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, implementation: AttentionImpl = "fast"):
         super().__init__()
         self.dwconv = nn.Conv2d(dim, dim, kernel_size=3, stride=1, padding=1, bias=True, groups=dim)
-        self.implementation: AttentionImpl = "fast"
+        self.implementation: AttentionImpl = implementation
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         C = self.dwconv.in_channels
@@ -237,16 +164,17 @@ class DWConv(nn.Module):
 
 
 class ConvolutionalGLU(nn.Module):
-    def __init__(self, in_features: int, hidden_features: int):
+    def __init__(self, in_features: int, hidden_features: int, implementation: AttentionImpl = "fast"):
         super().__init__()
         hidden_features = int(2 * hidden_features / 3)
         self.fc1 = nn.Linear(in_features, hidden_features * 2)
-        self.dwconv = DWConv(hidden_features)
+        self.dwconv = DWConv(hidden_features, implementation)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden_features, in_features)
+        self.implementation: AttentionImpl = implementation
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
-        if self.dwconv.implementation == "plain":
+        if self.implementation == "plain":
             x, v = self.fc1(x).chunk(2, dim=-1)
             return self.fc2(self.act(self.dwconv(x, H, W)) * v)
         # Each half of fc1 on its own: both outputs are dense (the depthwise convolution reads its
@@ -264,12 +192,14 @@ def _cpb_mlp(attn: nn.Module, table: torch.Tensor) -> torch.Tensor:
 def _position_bias(attn: nn.Module, geo: StageGeometry, plain: bool) -> torch.Tensor:
     """(nh, N, P) bias for the stage geometry, resized when the MLP ran on a trained grid.
 
-    The fast path reuses the last bias while the CPB parameters are bit-identical to the ones it
-    was computed from (an exact comparison of ~10k numbers, so in-place edits through `.data` are
-    seen too). It is skipped under autograd and inside traces/exports, where the graph must
-    compute the bias from its small tables instead of baking a (nh, N, P) constant.
+    In eager CPU inference the fast path reuses the last bias while the CPB parameters are
+    bit-identical to the ones it was computed from (an exact comparison of ~10k numbers, so in-place
+    edits through `.data` are seen too). Elsewhere it is computed every call: under autograd; inside
+    traces, exports and torch.compile, where the graph must compute the bias from its small tables
+    instead of baking a (nh, N, P) constant; and on any other device, where the comparison would
+    wait for the device (a host synchronisation per block, which CUDA-graph capture refuses).
     """
-    if plain or torch.is_grad_enabled() or _tracing():
+    if plain or torch.is_grad_enabled() or _tracing() or geo.device.type != "cpu":
         return _compute_position_bias(attn, geo, plain)
     params = [attn.cpb_fc1.weight, attn.cpb_fc1.bias, attn.cpb_fc2.weight, attn.cpb_fc2.bias]
     cached = attn._position_bias_cache
@@ -293,23 +223,14 @@ def _compute_position_bias(attn: nn.Module, geo: StageGeometry, plain: bool) -> 
     return resize_bias(bias, geo.bias_query_grid, geo.bias_key_grid, geo.grid, geo.pool_grid)
 
 
-def _adaptive_avg_pool(x: torch.Tensor, grid: tuple[int, int], out: tuple[int, int]) -> torch.Tensor:
+def _adaptive_avg_pool(x: torch.Tensor, geo: StageGeometry) -> torch.Tensor:
     """adaptive_avg_pool2d in a form every exporter handles: a strided average pool when the grid
     divides evenly, else two small averaging matmuls (same windows as the reference)."""
-    H, W = grid
-    if H % out[0] == 0 and W % out[1] == 0:
-        kh, kw = H // out[0], W // out[1]
+    if geo.pool_matrices is None:
+        kh, kw = geo.grid[0] // geo.pool_grid[0], geo.grid[1] // geo.pool_grid[1]
         return F.avg_pool2d(x, (kh, kw), (kh, kw))
-    return _pool_matrix(H, out[0], x) @ x @ _pool_matrix(W, out[1], x).transpose(0, 1)
-
-
-def _pool_matrix(length: int, out: int, like: torch.Tensor) -> torch.Tensor:
-    m = torch.zeros(out, length, dtype=like.dtype)
-    for i in range(out):
-        start = (i * length) // out
-        end = -((-(i + 1) * length) // out)
-        m[i, start:end] = 1.0 / (end - start)
-    return m.to(like.device)
+    rows, cols = geo.pool_matrices
+    return rows @ x @ cols.transpose(0, 1)
 
 
 class AggregatedAttention(nn.Module):
@@ -352,6 +273,7 @@ class AggregatedAttention(nn.Module):
             _register_fused_op()
 
     def forward(self, x: torch.Tensor, geo: StageGeometry) -> torch.Tensor:
+        geo = geo.on(x.device, self.cpb_fc1.weight.dtype)  # the tables meet these weights
         if self.implementation == "plain":
             return self.forward_plain(x, geo)
         return self.forward_fast(x, geo)
@@ -361,7 +283,7 @@ class AggregatedAttention(nn.Module):
         H, W = geo.grid
         x_ = x.transpose(1, 2).reshape(-1, C, H, W)
         x_ = self.act(self.sr(x_))
-        x_ = _adaptive_avg_pool(x_, geo.grid, geo.pool_grid) if exportable else F.adaptive_avg_pool2d(x_, geo.pool_grid)
+        x_ = _adaptive_avg_pool(x_, geo) if exportable else F.adaptive_avg_pool2d(x_, geo.pool_grid)
         return self.norm(x_.reshape(-1, C, geo.pool_grid[0] * geo.pool_grid[1]).transpose(1, 2))
 
     def forward_fast(self, x: torch.Tensor, geo: StageGeometry) -> torch.Tensor:
@@ -392,8 +314,9 @@ class AggregatedAttention(nn.Module):
         nh, d, L = self.num_heads, self.head_dim, self.local_len
         pool_len = geo.pool_grid[0] * geo.pool_grid[1]
 
+        window = window_constants(H, W, self.window_size, pool_len, x.device, x.dtype)
         q_norm = F.normalize(self.q(x).reshape(B, N, nh, d).permute(0, 2, 1, 3), dim=-1)
-        q_norm_scaled = (q_norm + self.query_embedding) * F.softplus(self.temperature) * geo.seq_length_scale
+        q_norm_scaled = (q_norm + self.query_embedding) * F.softplus(self.temperature) * window.sequence_scale
 
         k_local, v_local = self.kv(x).chunk(2, dim=-1)
         k_local = F.normalize(k_local.reshape(B, N, nh, d), dim=-1).reshape(B, N, -1)
@@ -402,7 +325,7 @@ class AggregatedAttention(nn.Module):
         k_local, v_local = unfolded.reshape(B, 2 * nh, d, L, N).permute(0, 1, 4, 2, 3).chunk(2, dim=1)
 
         attn_local = ((q_norm_scaled.unsqueeze(-2) @ k_local).squeeze(-2)
-                      + self.relative_pos_bias_local.unsqueeze(1)).masked_fill(geo.padding_mask, float("-inf"))
+                      + self.relative_pos_bias_local.unsqueeze(1)).masked_fill(window.outside, float("-inf"))
 
         x_ = self.pooled_tokens(x, geo, exportable=False)
         kv_pool = self.kv(x_).reshape(B, pool_len, 2 * nh, d).permute(0, 2, 1, 3)
@@ -423,7 +346,7 @@ class AggregatedAttention(nn.Module):
 class Attention(nn.Module):
     """Full attention with length-scaled cosine similarity (last stage when sr_ratio == 1)."""
 
-    def __init__(self, dim: int, num_heads: int):
+    def __init__(self, dim: int, num_heads: int, implementation: AttentionImpl = "fast"):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
@@ -436,21 +359,28 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.cpb_fc1 = nn.Linear(2, 512, bias=True)
         self.cpb_fc2 = nn.Linear(512, num_heads, bias=True)
-        self.implementation: AttentionImpl = "fast"  # "plain" uses the published CPB index map
+        self.implementation: AttentionImpl = implementation  # "plain" uses the published CPB index map
         self._position_bias_cache = None
 
     def forward(self, x: torch.Tensor, geo: StageGeometry) -> torch.Tensor:
+        geo = geo.on(x.device, self.cpb_fc1.weight.dtype)
         N = geo.grid[0] * geo.grid[1]
         C = self.num_heads * self.head_dim
         fast = self.implementation != "plain"
         qkv = token_linear(self.qkv, x, geo.grid) if fast else self.qkv(x)
         qkv = qkv.reshape(-1, N, 3 * self.num_heads, self.head_dim).permute(0, 2, 1, 3)
         q, k, v = qkv.chunk(3, dim=1)
-        rel_bias = _position_bias(self, geo, plain=self.implementation == "plain")
+        rel_bias = _position_bias(self, geo, plain=not fast)
+        # ln(N) as a Python number: the published float64 buffer, which multiplies float32 tensors as a
+        # float32 scalar; a number needs no device and takes any dtype.
         attn = ((F.normalize(q, dim=-1) + self.query_embedding) * F.softplus(self.temperature)
-                * geo.seq_length_scale) @ F.normalize(k, dim=-1).transpose(-2, -1) + rel_bias
+                * math.log(N)) @ F.normalize(k, dim=-1).transpose(-2, -1) + rel_bias
         x = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(-1, N, C)
         return token_linear(self.proj, x, geo.grid) if fast else self.proj(x)
+
+
+# Modules with a "fast" and a "plain" forward; each keeps its own `implementation`, set by set_attention.
+SWITCHABLE_MODULES = (AggregatedAttention, Attention, ConvolutionalGLU, DWConv)
 
 
 class Block(nn.Module):
@@ -459,12 +389,11 @@ class Block(nn.Module):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=BLOCK_NORM_EPS)
         if sr_ratio == 1:
-            self.attn: nn.Module = Attention(dim, num_heads)
+            self.attn: nn.Module = Attention(dim, num_heads, implementation)
         else:
             self.attn = AggregatedAttention(dim, num_heads, window_size or 3, sr_ratio, implementation)
         self.norm2 = nn.LayerNorm(dim, eps=BLOCK_NORM_EPS)
-        self.mlp = ConvolutionalGLU(dim, int(dim * mlp_ratio))
-        self.mlp.dwconv.implementation = implementation
+        self.mlp = ConvolutionalGLU(dim, int(dim * mlp_ratio), implementation)
 
     def forward(self, x: torch.Tensor, geo: StageGeometry) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), geo)
@@ -532,6 +461,7 @@ class TransNeXt(nn.Module):
         if not backbone:
             self.head = nn.Linear(c.embed_dims[3], num_classes)
         self.apply(self._init_weights)
+        self.geometry(*self.img_size)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -555,13 +485,16 @@ class TransNeXt(nn.Module):
         return next(m.implementation for m in self.modules() if isinstance(m, AggregatedAttention))
 
     def set_attention(self, implementation: AttentionImpl) -> "TransNeXt":
+        """Switch every module that has two implementations (attention, GLU, depthwise convolution)."""
         if implementation not in ATTENTION_IMPLS:
             raise ValueError(f"attention must be one of {ATTENTION_IMPLS}, got {implementation!r}")
         if implementation == "fused":
             _register_fused_op()
         for m in self.modules():
-            if isinstance(m, (AggregatedAttention, Attention, DWConv)):
+            if isinstance(m, SWITCHABLE_MODULES):
                 m.implementation = implementation
+        for geometry in self._geometry.values():
+            self._prepare(geometry)
         return self
 
     # ----------------------------------------------------------------------------------------
@@ -583,18 +516,49 @@ class TransNeXt(nn.Module):
                     f"(smallest accepted side: {self.min_input_side})")
 
     def geometry(self, height: int, width: int) -> list[StageGeometry]:
+        """The stage geometries of an input size, built on first use (the model's `img_size` at
+        construction) together with their copies for the parameters' device and dtype. Calling it
+        before torch.compile or CUDA-graph capture at a new size keeps the building out of the graph."""
         key = (height, width)
         if key not in self._geometry:
-            self.check_input_size(height, width)
-            self._geometry[key] = self._build_geometry(height, width)
+            self._add_geometry(height, width)
         return self._geometry[key]
+
+    @torch.compiler.disable(reason="a new input size builds its tables with numpy: call model.geometry(height, "
+                                   "width) or run the model once at that size before compiling with fullgraph=True")
+    def _add_geometry(self, height: int, width: int) -> None:
+        self.check_input_size(height, width)
+        geometry = self._build_geometry(height, width)
+        self._prepare(geometry)
+        self._geometry[(height, width)] = geometry
+
+    def _prepare(self, geometry: list[StageGeometry]) -> None:
+        """Make the copies forward will ask for at the parameters' device and dtype, and the published
+        CPB tables where an attention module is plain, so a first call copies and builds nothing."""
+        weight = self.patch_embed1.proj.weight
+        plain = any(m.implementation == "plain" for m in self.modules()
+                    if isinstance(m, (AggregatedAttention, Attention)))
+        for geo in geometry:
+            copy = geo.on(weight.device, weight.dtype)
+            if plain:
+                copy.reference_cpb()
+
+    def _apply(self, fn, recurse=True):
+        # model.to(device, dtype), .half(), .cuda(), ...: the geometry follows the parameters. Copies are
+        # always made from the CPU float32 originals, so .half().float() loses nothing.
+        super()._apply(fn, recurse)
+        for geometry in self._geometry.values():
+            for geo in geometry:
+                geo.release_copies()
+            self._prepare(geometry)
+        return self
 
     def _build_geometry(self, height: int, width: int) -> list[StageGeometry]:
         c = self.config
         pretrain = trained_grids(*self.pretrain_size)
         trained = trained_grids(*(self.img_size if self.backbone else self.pretrain_size))
         return [
-            stage_geometry(grid, c.sr_ratios[i], c.window_sizes[i], pretrain[i],
+            stage_geometry(grid, c.sr_ratios[i], pretrain[i],
                            trained[i] if self.position_bias == "interpolate" else None)
             for i, grid in enumerate(stage_grids(height, width))
         ]
@@ -610,7 +574,7 @@ class TransNeXt(nn.Module):
         outs = []
         for i in range(self.num_stages):
             x, H, W = getattr(self, f"patch_embed{i + 1}")(x)
-            geo = geometry[i].to(x.device)
+            geo = geometry[i]
             for blk in getattr(self, f"block{i + 1}"):
                 x = blk(x, geo)
             x = getattr(self, f"norm{i + 1}")(x)

@@ -18,6 +18,7 @@ window is visited as `window_size**2` shifted views of zero-padded keys and valu
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -68,9 +69,6 @@ def input_shapes(batch: int, head_dim: int, *, num_heads: int, height: int, widt
 # F.normalize's epsilon: x / max(||x||, eps).
 L2_EPS = 1e-12
 
-# The per-grid constants below are cached (they depend on integers only); callers must not
-# modify the returned tensors in place.
-
 
 def l2_normalize(x: torch.Tensor) -> torch.Tensor:
     """F.normalize(x, dim=-1) without its expand_as: the same numbers, and the exported graph
@@ -78,35 +76,45 @@ def l2_normalize(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(L2_EPS)
 
 
-@functools.lru_cache(maxsize=64)
-def local_valid_counts(height: int, width: int, window_size: int) -> torch.Tensor:
-    """Number of in-image window positions for every query pixel, shape (H*W,)."""
+class WindowConstants(NamedTuple):
+    """The per-grid constants of the window, for H*W query pixels and L = window_size**2 positions."""
+
+    outside: torch.Tensor  # (H*W, L) bool: the window position lies outside the image (published padding mask)
+    sequence_scale: torch.Tensor  # (H*W, 1): ln(in-image window positions + pooled positions)
+    border_mask: torch.Tensor  # (H*W, L): additive, 0 inside the image and -inf outside
+
+
+def _build_window_constants(height: int, width: int, window_size: int, pool_len: int, device: torch.device,
+                            dtype: torch.dtype) -> WindowConstants:
     r = window_size // 2
-    rows = torch.arange(height)
-    cols = torch.arange(width)
-    count_h = (torch.clamp(rows + r, max=height - 1) - torch.clamp(rows - r, min=0) + 1)
-    count_w = (torch.clamp(cols + r, max=width - 1) - torch.clamp(cols - r, min=0) + 1)
-    return (count_h[:, None] * count_w[None, :]).reshape(-1)
+    offsets = torch.arange(-r, r + 1, device=device)
+    rows = torch.arange(height, device=device)[:, None] + offsets  # (H, w)
+    cols = torch.arange(width, device=device)[:, None] + offsets  # (W, w)
+    inside_h = (rows >= 0) & (rows < height)
+    inside_w = (cols >= 0) & (cols < width)
+    inside = (inside_h[:, None, :, None] & inside_w[None, :, None, :]).reshape(height * width, -1)
+    # The log in float64, rounded once to the working dtype.
+    counts = inside.sum(-1, keepdim=True, dtype=torch.float64)
+    scale = torch.log(counts + pool_len).to(dtype)
+    border = torch.zeros(inside.shape, dtype=dtype, device=device).masked_fill(~inside, float("-inf"))
+    return WindowConstants(~inside, scale, border)
 
 
-@functools.lru_cache(maxsize=64)
-def sequence_length_scale(height: int, width: int, window_size: int, pool_len: int) -> torch.Tensor:
-    """ln(valid local positions + pooled positions) per query, shape (H*W, 1)."""
-    counts = local_valid_counts(height, width, window_size).to(torch.float64)
-    return torch.log(counts + pool_len).to(torch.float32).unsqueeze(-1)
+_cached_window_constants = functools.lru_cache(maxsize=128)(_build_window_constants)
 
 
-@functools.lru_cache(maxsize=64)
-def local_border_mask(height: int, width: int, window_size: int) -> torch.Tensor:
-    """Additive mask (H, W, L): 0 where the window position is inside the image, -inf outside."""
-    r = window_size // 2
-    rows = torch.arange(height)[:, None] + torch.arange(-r, r + 1)[None, :]  # (H, w)
-    cols = torch.arange(width)[:, None] + torch.arange(-r, r + 1)[None, :]  # (W, w)
-    ok_h = (rows >= 0) & (rows < height)
-    ok_w = (cols >= 0) & (cols < width)
-    ok = ok_h[:, None, :, None] & ok_w[None, :, None, :]  # (H, W, w, w)
-    mask = torch.zeros(ok.shape, dtype=torch.float32).masked_fill(~ok, float("-inf"))
-    return mask.reshape(height, width, window_size * window_size)
+def window_constants(height: int, width: int, window_size: int, pool_len: int, device: torch.device,
+                     dtype: torch.dtype) -> WindowConstants:
+    """The window constants on `device` in `dtype` (the mask stays bool).
+
+    Eager calls and traces share one cached copy per (grid, device, dtype), so after the first call
+    forward copies nothing (CUDA graphs can capture it) and an exported graph holds them as
+    initializers; callers must not modify them in place. Under torch.compile they are built in the
+    graph from `arange`, on the input's device: no cache lookup for Dynamo to trace, nothing to copy.
+    """
+    if torch.compiler.is_compiling():
+        return _build_window_constants(height, width, window_size, pool_len, device, dtype)
+    return _cached_window_constants(height, width, window_size, pool_len, device, dtype)
 
 
 def aggregated_attention_core(
@@ -141,9 +149,10 @@ def aggregated_attention_core(
     r = w // 2
     L = w * w
 
+    constants = window_constants(H, W, w, P, query.device, query.dtype)
     q = query.reshape(-1, H, W, nh, d)
     q_norm = l2_normalize(q)
-    seq_scale = sequence_length_scale(H, W, w, P).to(query.dtype).reshape(H, W, 1, 1)
+    seq_scale = constants.sequence_scale.reshape(H, W, 1, 1)
     q_scaled = (q_norm + query_embedding) * temperature_scale.reshape(nh, 1) * seq_scale
 
     k, v = key_value.reshape(-1, H, W, 2, nh, d).unbind(3)
@@ -156,7 +165,7 @@ def aggregated_attention_core(
     local_scores = torch.cat(
         [(q_scaled * k_pad[:, a:a + H, b:b + W]).sum(-1, keepdim=True) for a in range(w) for b in range(w)], dim=-1
     )  # (B, H, W, nh, L); keepdim + cat rather than stack: no Unsqueeze per position in the graph
-    border = local_border_mask(H, W, w).to(query.dtype).reshape(H, W, 1, L)
+    border = constants.border_mask.reshape(H, W, 1, L)
     local_scores = local_scores + local_bias + border
 
     k_pool, v_pool = pooled_key_value.reshape(-1, P, 2, nh, d).unbind(2)
@@ -182,11 +191,6 @@ def aggregated_attention_core(
     return out.reshape(-1, N, nh * d)
 
 
-def pool_grid(height: int, width: int, sr_ratio: int) -> tuple[int, int]:
-    """Pool grid of an aggregated-attention stage (floor division, as the reference)."""
-    return height // sr_ratio, width // sr_ratio
-
-
 __all__ = [
     "OP_NAME",
     "OP_DOMAIN",
@@ -200,8 +204,6 @@ __all__ = [
     "aggregated_attention_core",
     "input_shapes",
     "l2_normalize",
-    "local_border_mask",
-    "local_valid_counts",
-    "sequence_length_scale",
-    "pool_grid",
+    "window_constants",
+    "WindowConstants",
 ]

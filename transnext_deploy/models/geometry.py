@@ -1,0 +1,108 @@
+"""The constants of a TransNeXt stage that depend only on its grid, on the parameters' device and dtype.
+
+`stage_geometry` builds them once on the CPU in float32 (the published construction's precision);
+`StageGeometry.on` gives the copy for another device and dtype, made once and kept, so a forward
+pass after the first at a grid copies nothing and never reads a value back to the host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .position_bias import FactorizedCPB, factorized_cpb_table, reference_cpb_table
+
+
+@dataclass(eq=False)
+class StageGeometry:
+    """A stage's grids and constant tensors on one device in one dtype. The window constants of
+    aggregated attention live with the op (`window_constants`)."""
+
+    grid: tuple[int, int]
+    pool_grid: tuple[int, int]
+    bias_query_grid: tuple[int, int]  # grid the CPB MLP is evaluated on (differs when interpolating)
+    bias_key_grid: tuple[int, int]
+    pretrain_grid: tuple[int, int]  # scales the relative coordinates
+    factorized: FactorizedCPB
+    # (pool_h, H) and (pool_w, W) averaging matrices of adaptive pooling where the grid does not divide
+    pool_matrices: tuple[torch.Tensor, torch.Tensor] | None = None
+    _master: StageGeometry | None = None  # the CPU float32 geometry this one is a copy of
+    _copies: dict = field(default_factory=dict)  # (device, dtype) -> copy, kept by the master only
+    _reference: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.factorized.table.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.factorized.table.dtype
+
+    def on(self, device: torch.device, dtype: torch.dtype) -> "StageGeometry":
+        """This geometry's floating tensors in `dtype` and every tensor on `device` (indices stay int64)."""
+        if self.device == device and self.dtype == dtype:
+            return self
+        master = self._master or self
+        copy = master._copies.get((device, dtype))
+        if copy is None:
+            copy = master._copies[(device, dtype)] = master._copy(device, dtype)
+        return copy
+
+    def _copy(self, device: torch.device, dtype: torch.dtype) -> "StageGeometry":
+        f = self.factorized
+        pools = None if self.pool_matrices is None else tuple(m.to(device, dtype) for m in self.pool_matrices)
+        return StageGeometry(
+            self.grid, self.pool_grid, self.bias_query_grid, self.bias_key_grid, self.pretrain_grid,
+            FactorizedCPB(f.table.to(device, dtype), f.index_h.to(device), f.index_w.to(device), f.num_w),
+            pools, _master=self)
+
+    def release_copies(self) -> None:
+        self._copies.clear()
+
+    def reference_cpb(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The published (index map (Nq*Nk,), table (U, 2)), built on first use: only the plain
+        path reads it, and its index map is the largest table of a stage."""
+        if self._reference is None:
+            if self._master is None:
+                index, table = reference_cpb_table(self.bias_query_grid, self.bias_key_grid, self.pretrain_grid)
+            else:
+                index, table = self._master.reference_cpb()
+            self._reference = (index.to(self.device), table.to(self.device, self.dtype))
+        return self._reference
+
+
+def _pool_matrix(length: int, out: int) -> torch.Tensor:
+    """(out, length) averaging matrix of adaptive_avg_pool1d: the reference's windows."""
+    m = torch.zeros(out, length, dtype=torch.float32, device="cpu")
+    for i in range(out):
+        start = (i * length) // out
+        end = -((-(i + 1) * length) // out)
+        m[i, start:end] = 1.0 / (end - start)
+    return m
+
+
+def stage_geometry(
+    grid: tuple[int, int],
+    sr_ratio: int,
+    pretrain_grid: tuple[int, int],
+    trained_grid: tuple[int, int] | None = None,
+) -> StageGeometry:
+    """Geometry of one stage; full attention has sr_ratio 1 (the pool grid is the grid).
+    With `trained_grid`, the CPB MLP runs on that grid and the bias is resized to `grid`."""
+    pool = (grid[0] // sr_ratio, grid[1] // sr_ratio)
+    if min(pool) < 1:
+        raise ValueError(f"grid {grid[0]}x{grid[1]} with sr_ratio {sr_ratio} has an empty pool grid")
+    if trained_grid is None:
+        bq, bk = grid, pool
+    else:
+        bq = trained_grid
+        bk = (bq[0] // sr_ratio, bq[1] // sr_ratio)
+        if min(bk) < 1:
+            raise ValueError(f"position_bias='interpolate' needs a trained grid with a non-empty pool grid; "
+                             f"{bq[0]}x{bq[1]} with sr_ratio {sr_ratio} has none")
+    pool_matrices = None
+    if grid[0] % pool[0] or grid[1] % pool[1]:
+        pool_matrices = (_pool_matrix(grid[0], pool[0]), _pool_matrix(grid[1], pool[1]))
+    return StageGeometry(grid, pool, bq, bk, pretrain_grid, factorized_cpb_table(bq, bk, pretrain_grid),
+                         pool_matrices)
