@@ -135,6 +135,7 @@ GRIDS = {
     "4x3-w3-P300": (2, 4, 3, 2, 24, 3, 15, 20),
     "5x5-w1-P4": (2, 5, 5, 2, 24, 1, 2, 2),
     "6x5-w7-P2": (2, 6, 5, 1, 24, 7, 1, 2),
+    "3x4-w15-P2": (1, 3, 4, 1, 8, 15, 1, 2),
     "d16": (2, 4, 5, 2, 16, 3, 2, 2),
     "d5": (2, 4, 5, 3, 5, 3, 2, 2),
     "d32": (2, 5, 4, 2, 32, 3, 2, 2),
@@ -232,6 +233,20 @@ def test_host_fp32_border_cases_are_exact_masking(host_lib, path):
 
 
 @pytest.mark.parametrize("path", list(PATHS))
+def test_minus_infinity_pool_bias_is_probability_zero(host_lib, path):
+    """A pooled score of -inf (a -inf pool_bias) has probability 0, as in the float64 softmax."""
+    case = GRIDS["tiles-P600"]
+    attrs = _attrs(case)
+    inputs = _inputs(case, seed=13)
+    mask = torch.rand(inputs[8].shape, generator=torch.Generator().manual_seed(0)) < 0.5
+    inputs[8] = inputs[8].masked_fill(mask, float("-inf"))
+    host = aggregated_attention_host(*[t.numpy() for t in inputs], **attrs, library=host_lib, path=path)
+    assert np.isfinite(host).all()
+    max_abs, rel = _errors(host, naive_reference(inputs, **attrs).numpy())
+    assert max_abs <= FP32_ATOL, f"{path}: max-abs {max_abs:.3e} (relative {rel:.3e})"
+
+
+@pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("name", ["9x10-w3-P20", "tall-19x3-w5-P6", "wide-2x300-w3-P2"])
 def test_host_fp32_multithreaded_is_identical(host_lib, name, path):
     """Every thread count gives the same bits (the fast kernel also cuts the grid into different
@@ -301,6 +316,10 @@ def test_out_argument_and_non_contiguous_inputs(host_lib):
     strided = [np.ascontiguousarray(np.stack([a, a], axis=-1))[..., 0] for a in arrays]
     assert not strided[1].flags.c_contiguous
     assert np.array_equal(aggregated_attention_host(*strided, **attrs, library=host_lib), expected)
+    read_only = [a.copy() for a in arrays]
+    for a in read_only:
+        a.flags.writeable = False
+    assert np.array_equal(aggregated_attention_host(*read_only, **attrs, library=host_lib), expected)
     with pytest.raises(ValueError, match="out must be"):
         aggregated_attention_host(*arrays, **attrs, library=host_lib, out=out[:, :-1])
     with pytest.raises(ValueError, match="out must be"):

@@ -145,6 +145,12 @@ def validate_sizes(
     return int(code), buf.value.decode(errors="replace")
 
 
+# The data address of a contiguous writeable array through the buffer protocol takes a fraction of
+# a microsecond; `a.ctypes.data` (used for read-only or empty arrays) a few.
+_ADDRESSOF = ctypes.addressof
+_FROM_BUFFER = ctypes.c_char.from_buffer
+
+
 def _attribute(key: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{key} must be an int, got {value!r}")
@@ -210,6 +216,7 @@ def aggregated_attention_host(
         raise ValueError(f"channels C={C} is not divisible by num_heads={nh}")
     d, P, L = C // nh, ph * pw, w * w
     expected = ((B, N, C), (B, N, 2 * C), (B, P, 2 * C), (nh, d), (nh,), (nh, L), (nh, d, L), (nh, L), (nh, N, P))
+    addresses = []
     for k, a in enumerate(arrays):
         if a.dtype != dtype:
             raise ValueError(f"{INPUT_NAMES[k]} has dtype {a.dtype}, expected {dtype} like query (all inputs share one type)")
@@ -217,20 +224,22 @@ def aggregated_attention_host(
             raise ValueError(f"{INPUT_NAMES[k]} has shape {tuple(a.shape)}, expected {expected[k]}")
         flags = a.flags
         if not (flags.c_contiguous and flags.aligned):
-            arrays[k] = np.require(a, requirements=("C", "A"))
+            a = arrays[k] = np.require(a, requirements=("C", "A"))  # the copy stays alive in `arrays`
+            flags = a.flags
+        addresses.append(_ADDRESSOF(_FROM_BUFFER(a)) if flags.writeable and a.size else a.ctypes.data)
     if out is None:
         out = np.empty((B, N, C), dtype=dtype)
     elif (type(out) is not np.ndarray or out.dtype != dtype or out.shape != (B, N, C) or not out.flags.c_contiguous
           or not out.flags.writeable):
         raise ValueError(f"out must be a writeable C-contiguous {dtype} array of shape {(B, N, C)}")
+    addresses.append(_ADDRESSOF(_FROM_BUFFER(out)) if out.size else out.ctypes.data)
 
     lib = _DEFAULT[0] if library is None and _DEFAULT else _library(library)
     buf = getattr(_MESSAGES, "buffer", None)
     if buf is None:
         buf = _MESSAGES.buffer = ctypes.create_string_buffer(512)
     fn = lib.transnext_aa_forward_f32_path if dtype == _FLOAT32 else lib.transnext_aa_forward_f16_path
-    code = fn(*[a.ctypes.data for a in arrays], out.ctypes.data, B, C, nh, H, W, w, ph, pw, int(num_threads),
-              code_path, buf, 512)
+    code = fn(*addresses, B, C, nh, H, W, w, ph, pw, int(num_threads), code_path, buf, 512)
     if code != 0:
         raise HostLibraryError(int(code), buf.value.decode(errors="replace"))
     return out

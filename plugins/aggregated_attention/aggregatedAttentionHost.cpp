@@ -51,11 +51,11 @@ void runHead(Problem const& p, Inputs<T> const& in, T* out, int64_t b, int32_t h
 template <int MaxD, typename T>
 void runAll(Problem const& p, Inputs<T> const& in, T* out, int32_t numThreads)
 {
-    auto job = [&](int64_t job) {
+    auto head = [&](int64_t job) {
         thread_local std::vector<float> staged;
         runHead<MaxD>(p, in, out, job / p.numHeads, static_cast<int32_t>(job % p.numHeads), staged);
     };
-    transnext::aa::cpu::parallelFor(p.batch * p.numHeads, std::max(1, numThreads), job);
+    transnext::aa::cpu::parallelFor(p.batch * p.numHeads, std::max(1, numThreads), head);
 }
 
 template <typename T>
