@@ -2,7 +2,8 @@
 // aggregatedAttentionCpuPortable.cpp and aggregatedAttentionCpuAvx2.cpp, each time inside a
 // namespace of its own, with
 //   TNX_CPU_TARGET  the function attribute of that instruction set (empty for the portable build)
-//   TNX_CPU_AVX2    1 for the AVX2 + FMA + F16C build, 0 for the portable one.
+//   TNX_CPU_AVX2    1 for the AVX2 + FMA + F16C build (intrinsics), 0 for the portable one (GCC/Clang
+//                   generic vectors, or plain arrays with other compilers).
 // Every function here carries TNX_CPU_TARGET, so that the AVX2 build never leaks into code that
 // runs on a CPU without AVX2 (no lambdas here: they would not inherit the attribute).
 
@@ -117,7 +118,134 @@ TNX_CPU_FN void vstoreHalf8(SoftHalf* p, Vec a)
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
-#else // portable
+#elif defined(__GNUC__) // portable, GCC and Clang: generic 4-lane vectors (SSE2 on x86-64, NEON on aarch64)
+
+typedef float TnxFloat4 __attribute__((vector_size(16)));
+typedef int32_t TnxInt4 __attribute__((vector_size(16)));
+
+//! Lanes 0-3 and 4-7.
+struct Vec
+{
+    TnxFloat4 lo, hi;
+};
+
+//! mask ? a : b, lane by lane (mask lanes are all ones or all zeros, as comparisons give).
+TNX_CPU_FN TnxFloat4 vselect(TnxInt4 mask, TnxFloat4 a, TnxFloat4 b)
+{
+    return (TnxFloat4) ((mask & (TnxInt4) a) | (~mask & (TnxInt4) b));
+}
+TNX_CPU_FN Vec vzero()
+{
+    return {TnxFloat4{}, TnxFloat4{}};
+}
+TNX_CPU_FN Vec vset(float x)
+{
+    TnxFloat4 const v = TnxFloat4{} + x;
+    return {v, v};
+}
+TNX_CPU_FN Vec vload(float const* p)
+{
+    Vec r;
+    memcpy(&r.lo, p, sizeof(r.lo));
+    memcpy(&r.hi, p + 4, sizeof(r.hi));
+    return r;
+}
+TNX_CPU_FN void vstore(float* p, Vec a)
+{
+    memcpy(p, &a.lo, sizeof(a.lo));
+    memcpy(p + 4, &a.hi, sizeof(a.hi));
+}
+TNX_CPU_FN Vec vadd(Vec a, Vec b)
+{
+    return {a.lo + b.lo, a.hi + b.hi};
+}
+TNX_CPU_FN Vec vsub(Vec a, Vec b)
+{
+    return {a.lo - b.lo, a.hi - b.hi};
+}
+TNX_CPU_FN Vec vmul(Vec a, Vec b)
+{
+    return {a.lo * b.lo, a.hi * b.hi};
+}
+TNX_CPU_FN Vec vdiv(Vec a, Vec b)
+{
+    return {a.lo / b.lo, a.hi / b.hi};
+}
+//! max(a, b); NaN in b propagates.
+TNX_CPU_FN Vec vmax(Vec a, Vec b)
+{
+    return {vselect(a.lo > b.lo, a.lo, b.lo), vselect(a.hi > b.hi, a.hi, b.hi)};
+}
+//! a * b + c
+TNX_CPU_FN Vec vfma(Vec a, Vec b, Vec c)
+{
+    return {a.lo * b.lo + c.lo, a.hi * b.hi + c.hi};
+}
+//! Same order as the AVX2 build: (x0 + x4) + (x2 + x6) + ((x1 + x5) + (x3 + x7)).
+TNX_CPU_FN float vhsum(Vec a)
+{
+    TnxFloat4 const s = a.lo + a.hi;
+    return (s[0] + s[2]) + (s[1] + s[3]);
+}
+TNX_CPU_FN float vhmax(Vec a)
+{
+    TnxFloat4 const m = vselect(a.lo > a.hi, a.lo, a.hi);
+    float const m0 = m[0] > m[2] ? m[0] : m[2];
+    float const m1 = m[1] > m[3] ? m[1] : m[3];
+    return m0 > m1 ? m0 : m1;
+}
+TNX_CPU_FN Vec vhsum8(Vec const* a)
+{
+    float r[kLanes];
+    for (int k = 0; k < kLanes; ++k)
+        r[k] = vhsum(a[k]);
+    return vload(r);
+}
+//! exp of 4 lanes as the AVX2 build: Cephes' expf polynomial, 0 below -87.33, NaN stays NaN.
+TNX_CPU_FN TnxFloat4 vexp4(TnxFloat4 x)
+{
+    TnxFloat4 const hi = TnxFloat4{} + 88.3762626647949f;
+    TnxFloat4 const lo = TnxFloat4{} + -87.33654f;
+    TnxFloat4 t = vselect(x < hi, x, hi);
+    t = vselect(t > lo, t, lo);
+    // Round to nearest even by the 1.5 * 2^23 trick (|t * log2e| < 2^22).
+    TnxFloat4 const n = (t * 1.44269504088896341f + 12582912.f) - 12582912.f;
+    TnxFloat4 g = t - n * 0.693359375f;
+    g = g - n * -2.12194440e-4f;
+    TnxFloat4 y = TnxFloat4{} + 1.9875691500e-4f;
+    y = y * g + 1.3981999507e-3f;
+    y = y * g + 8.3334519073e-3f;
+    y = y * g + 4.1665795894e-2f;
+    y = y * g + 1.6666665459e-1f;
+    y = y * g + 5.0000001201e-1f;
+    y = y * (g * g) + g + 1.f;
+    TnxInt4 const e = (__builtin_convertvector(n, TnxInt4) + 127) << 23;
+    TnxFloat4 const value = y * (TnxFloat4) e;
+    TnxInt4 const nan = x != x;
+    TnxFloat4 const special = vselect(nan, x, TnxFloat4{}); // NaN stays, below the range 0
+    return vselect((x < lo) | nan, special, value);
+}
+TNX_CPU_FN Vec vexp(Vec x)
+{
+    return {vexp4(x.lo), vexp4(x.hi)};
+}
+TNX_CPU_FN Vec vloadHalf8(SoftHalf const* p)
+{
+    float r[kLanes];
+    for (int k = 0; k < kLanes; ++k)
+        r[k] = halfBitsToFloat(p[k].bits);
+    return vload(r);
+}
+TNX_CPU_FN void vstoreHalf8(SoftHalf* p, Vec a)
+{
+    float r[kLanes];
+    vstore(r, a);
+    for (int k = 0; k < kLanes; ++k)
+        p[k].bits = floatToHalfBits(r[k]);
+}
+
+#else // portable, other compilers: plain arrays
+
 
 struct Vec
 {

@@ -7,6 +7,12 @@
 #include <cstring>
 #include <vector>
 
+// The 32-byte generic vectors of the kernel only live inside always-inlined functions of this file,
+// so GCC's note that their by-value passing would differ with AVX (-Wpsabi) does not apply.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 namespace transnext
 {
 namespace aa
