@@ -195,22 +195,22 @@ def measure_model(args, work_dir: Path) -> list[dict]:
 
 def print_kernel(rows: list[dict], columns: list[str]) -> bool:
     print("\nThe op alone (ms per call, median; ratio = decomposition / that column; higher is better)")
-    head = f"{'threads':>7} {'res':>4} {'heads':>5} {'grid':>6} {'P':>4}"
-    head += "".join(f"{c + ' ms':>16}" for c in columns)
-    head += "".join(f"{'decomp/' + c:>17}" for c in columns if c != "decomposition")
-    print(head + f"{'target':>14}")
+    head = f"{'threads':>7} {'res':>4} {'heads':>5} {'grid':>6} {'P':>4} "
+    head += "".join(f"{c + ' ms':>17}" for c in columns)
+    head += "".join(f"{'decomp/' + c:>18}" for c in columns if c != "decomposition")
+    print(head + f"{'target':>15}")
     met = True
     for row in rows:
         med, ratio = row["median_ms"], row["ratio"]
         line = (f"{row['threads']:>7} {row['resolution']:>4} {row['num_heads']:>5} "
-                f"{str(row['height']) + 'x' + str(row['width']):>6} {row['pool_height'] * row['pool_width']:>4}")
-        line += "".join(f"{med[c]:>16.3f}" for c in columns)
-        line += "".join(f"{ratio[c]:>16.2f}x" for c in columns if c != "decomposition")
+                f"{str(row['height']) + 'x' + str(row['width']):>6} {row['pool_height'] * row['pool_width']:>4} ")
+        line += "".join(f"{med[c]:>17.3f}" for c in columns)
+        line += "".join(f"{ratio[c]:>17.2f}x" for c in columns if c != "decomposition")
         target = TARGET_RATIO.get(row["threads"])
         if target is not None:
             ok = ratio["host"] >= target
             met &= ok
-            line += f"{'>=' + format(target, 'g') + 'x ' + ('met' if ok else 'MISSED'):>14}"
+            line += f"{'>=' + format(target, 'g') + 'x ' + ('met' if ok else 'MISSED'):>15}"
         print(line)
     worst = max(v for row in rows for v in row["max_abs_vs_decomposition"].values())
     print(f"largest |C++ - decomposition| over all outputs: {worst:.1e}")
