@@ -129,8 +129,12 @@ def _to_contrib_domain(model: onnx.ModelProto, threads: int) -> onnx.ModelProto:
     return copy
 
 
-def cpu_session(model: str | os.PathLike | onnx.ModelProto, threads: int = 2, optimize: bool = True):
-    """An onnxruntime CPU session for a standard, function-form or custom-op graph."""
+def cpu_session(model: str | os.PathLike | onnx.ModelProto, threads: int = 2, optimize: bool = True,
+                spinning: bool | None = None):
+    """An onnxruntime CPU session for a standard, function-form or custom-op graph.
+
+    `spinning` sets onnxruntime's `session.intra_op.allow_spinning` (None: onnxruntime's default,
+    on): whether its idle worker threads spin for a while before they sleep."""
     import onnxruntime as ort
 
     if isinstance(model, (str, os.PathLike)):
@@ -144,6 +148,8 @@ def cpu_session(model: str | os.PathLike | onnx.ModelProto, threads: int = 2, op
     options.log_severity_level = 3
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if spinning is not None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if has_custom_nodes(proto):
         from onnxruntime_extensions import get_library_path
 

@@ -724,11 +724,13 @@ TNX_CPU_TARGET void runBlock(Plan const& pl, Inputs<T> const& in, T* out, Worksp
         ws.rowSum[t] = 0.f;
     }
 
-    // The pool_bias rows of this block are the only input streamed from memory once (N*P per
-    // head): ask for them now, they are read after the window work and the score product.
+    // The pool_bias rows of this block (contiguous) are the only input streamed from memory once
+    // (N*P per head): ask for them now, they are read after the window work and the score product
+    // (at most 64 KiB ahead, for large P).
     {
         T const* bias = in.poolBias + poolBiasOffset(p, h, static_cast<int64_t>(i) * p.width + jc, 0);
-        int64_t const bytes = static_cast<int64_t>(nq) * P * static_cast<int64_t>(sizeof(T));
+        int64_t const rowsBytes = static_cast<int64_t>(nq) * P * static_cast<int64_t>(sizeof(T));
+        int64_t const bytes = rowsBytes < (int64_t{64} << 10) ? rowsBytes : (int64_t{64} << 10);
         for (int64_t offset = 0; offset < bytes; offset += 64)
             TNX_CPU_PREFETCH(reinterpret_cast<char const*>(bias) + offset);
     }

@@ -12,7 +12,9 @@
 #include "aggregatedAttentionThreadPool.h"
 
 #include <algorithm>
+#include <atomic>
 #include <exception>
+#include <stdexcept>
 #include <vector>
 
 namespace
@@ -51,11 +53,27 @@ void runHead(Problem const& p, Inputs<T> const& in, T* out, int64_t b, int32_t h
 template <int MaxD, typename T>
 void runAll(Problem const& p, Inputs<T> const& in, T* out, int32_t numThreads)
 {
+    std::atomic<bool> failed{false};
     auto head = [&](int64_t job) {
-        thread_local std::vector<float> staged;
-        runHead<MaxD>(p, in, out, job / p.numHeads, static_cast<int32_t>(job % p.numHeads), staged);
+        if (failed.load(std::memory_order_relaxed))
+        {
+            return;
+        }
+        try
+        {
+            thread_local std::vector<float> staged;
+            runHead<MaxD>(p, in, out, job / p.numHeads, static_cast<int32_t>(job % p.numHeads), staged);
+        }
+        catch (std::exception const&) // std::bad_alloc on a pool thread: reported by the caller
+        {
+            failed.store(true);
+        }
     };
     transnext::aa::cpu::parallelFor(p.batch * p.numHeads, std::max(1, numThreads), head);
+    if (failed.load())
+    {
+        throw std::runtime_error("out of memory in the reference path");
+    }
 }
 
 template <typename T>
