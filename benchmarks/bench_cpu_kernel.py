@@ -25,7 +25,9 @@ by default a temporary directory removed at the end (about a minute).
 Timed passes are interleaved across the runners of one row, in alternating order (ABBA), each after
 a short pause (transnext_deploy.bench.settle) so that the previous runner's worker threads are idle;
 every number is the median of --runs passes after --warmup untimed ones, and every ratio compares
-numbers of the same rounds. The targets (issue 13): host at least 2x faster than the decomposition
+numbers of the same rounds. With one thread every runner computes on the calling thread, so the
+script also prints that thread's CPU time, a cross-check that other load on the machine disturbs
+much less than wall time. The targets (issue 13): host at least 2x faster than the decomposition
 with 2 threads and at least as fast with 1 thread, for every shape; the custom-op graph the fastest
 CPU artifact.
 
@@ -104,20 +106,23 @@ def baseline_runner(path: Path, arrays: list[np.ndarray], attrs: dict, threads: 
     return run
 
 
-def interleaved(runners: dict, runs: int, warmup: int) -> dict[str, list[float]]:
-    """Times (ms) of every runner, `runs` rounds in alternating order, after `warmup` rounds."""
+def interleaved(runners: dict, runs: int, warmup: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall times and CPU times of the calling thread (ms) of every runner, `runs` rounds in
+    alternating order, after `warmup` rounds."""
     names = list(runners)
     for _ in range(warmup):
         for n in names:
             runners[n]()
     times = {n: [] for n in names}
+    cpu = {n: [] for n in names}
     for i in range(runs):
         for n in (names if i % 2 == 0 else names[::-1]):
             settle()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             runners[n]()
             times[n].append((time.perf_counter() - start) * 1000)
-    return times
+            cpu[n].append((time.thread_time() - start_cpu) * 1000)
+    return times, cpu
 
 
 def measure_kernel(args) -> list[dict]:
@@ -143,9 +148,10 @@ def measure_kernel(args) -> list[dict]:
                 expected = aggregated_attention_core(*tensors, **attrs).numpy()
                 max_abs = {n: float(np.abs(np.asarray(f()) - expected).max()) for n, f in runners.items()
                            if n != "decomposition"}
-                times = interleaved(runners, args.runs, args.warmup)
+                times, cpu = interleaved(runners, args.runs, args.warmup)
             med = {n: statistics.median(t) for n, t in times.items()}
             rows.append({**shape, "threads": threads, "median_ms": med, "times_ms": times,
+                         "cpu_median_ms": {n: statistics.median(t) for n, t in cpu.items()},
                          "max_abs_vs_decomposition": max_abs,
                          "ratio": {n: med["decomposition"] / med[n] for n in med if n != "decomposition"}})
             print(f"  measured {threads} thread(s), {shape['num_heads']} heads {shape['height']}x{shape['width']}",
@@ -185,9 +191,10 @@ def measure_model(args, work_dir: Path) -> list[dict]:
         with torch.inference_mode():
             expected = models["fast"](xt).numpy()
             max_abs = {n: float(np.abs(np.asarray(f()) - expected).max()) for n, f in runners.items()}
-            times = interleaved(runners, args.model_runs, args.warmup)
+            times, cpu = interleaved(runners, args.model_runs, args.warmup)
         med = {n: statistics.median(t) for n, t in times.items()}
         rows.append({"threads": threads, "median_ms": med, "times_ms": times, "max_abs_vs_eager_fast": max_abs,
+                     "cpu_median_ms": {n: statistics.median(t) for n, t in cpu.items()},
                      "fused_note": None if has_fused else
                      'attention="fused" does not exist in this checkout (transnext_deploy.models.transnext.'
                      f"ATTENTION_IMPLS = {ATTENTION_IMPLS}): row skipped"})
@@ -214,6 +221,16 @@ def print_kernel(rows: list[dict], columns: list[str]) -> bool:
             met &= ok
             line += f"{'>=' + format(target, 'g') + 'x ' + ('met' if ok else 'MISSED'):>15}"
         print(line)
+    single = [row for row in rows if row["threads"] == 1]
+    if single:
+        # With one thread every runner computes on the calling thread, so its CPU time is the work
+        # itself, much less disturbed than wall time by other load on the machine.
+        print("1 thread, CPU time of the calling thread (ms, median; less sensitive to other load):")
+        for row in single:
+            cpu = row["cpu_median_ms"]
+            print(f"  {row['resolution']} {row['num_heads']:>2} heads {row['height']}x{row['width']}: "
+                  + ", ".join(f"{c} {cpu[c]:.3f}" for c in columns)
+                  + f"; decomposition / host {cpu['decomposition'] / cpu['host']:.2f}x")
     worst = max(v for row in rows for v in row["max_abs_vs_decomposition"].values())
     print(f"largest |C++ - decomposition| over all outputs: {worst:.1e}")
     return met
@@ -229,6 +246,9 @@ def print_model(rows: list[dict]) -> None:
         ratio = med["ort standard graph"] / med["ort custom-op graph"]
         print(f"    custom-op graph / standard graph: {ratio:.2f}x faster; fastest: {fastest}"
               + ("" if fastest.startswith("ort custom-op graph") else "  (the custom-op graph is NOT the fastest)"))
+        if row["threads"] == 1:
+            cpu = row["cpu_median_ms"]
+            print("    CPU time of the calling thread: " + ", ".join(f"{n} {t:.1f}" for n, t in cpu.items()))
         if row["fused_note"]:
             print(f"    torch eager fused: {row['fused_note']}")
 
