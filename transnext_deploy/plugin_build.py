@@ -392,7 +392,6 @@ def _sources_newer_than(path: Path) -> bool:
     built = path.stat().st_mtime
     sources = [source_dir / "CMakeLists.txt", *(source_dir / "aggregated_attention").glob("*.h")]
     sources += list((source_dir / "aggregated_attention").glob("*.cpp"))
-    sources += list((source_dir / "aggregated_attention").glob("*.inl"))
     return any(s.is_file() and s.stat().st_mtime > built for s in sources)
 
 

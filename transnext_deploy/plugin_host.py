@@ -187,7 +187,7 @@ def aggregated_attention_host(
     `num_threads` > 1 runs on the library's persistent thread pool. `path`: "auto" (the fast
     kernel), "reference" (per-query arithmetic of the CUDA kernel) or "portable" (the fast kernel
     without x86 vector extensions). `out`, when given, is a C-contiguous, writeable array of the
-    output's shape and dtype that receives the result (and is returned).
+    output's shape and dtype, not overlapping the inputs, that receives the result (and is returned).
     """
     arrays = [a if type(a) is np.ndarray else np.asarray(a) for a in (
         query, key_value, pooled_key_value, query_embedding, temperature_scale, local_bias, learnable_tokens,

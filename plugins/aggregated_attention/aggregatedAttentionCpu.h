@@ -18,7 +18,7 @@
 // A query's arithmetic does not depend on which unit, block or thread computes it, so the output
 // is the same for every thread count.
 //
-// Instruction sets: the kernel body (aggregatedAttentionCpuKernel.inl) is compiled twice: a
+// Instruction sets: the kernel body (aggregatedAttentionCpuKernelBody.h) is compiled twice: a
 // portable build (plain C++; the compiler may vectorise it for the baseline ISA, e.g. SSE2 or
 // NEON) and, on x86 with GCC or Clang, an AVX2 + FMA + F16C build through function target
 // attributes, chosen at run time when the CPU and the OS support it.

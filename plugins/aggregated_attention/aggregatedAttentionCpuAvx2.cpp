@@ -29,7 +29,7 @@ namespace avx2
 {
 #define TNX_CPU_TARGET __attribute__((target("avx2,fma,f16c")))
 #define TNX_CPU_AVX2 1
-#include "aggregatedAttentionCpuKernel.inl"
+#include "aggregatedAttentionCpuKernelBody.h"
 #undef TNX_CPU_AVX2
 #undef TNX_CPU_TARGET
 } // namespace avx2

@@ -1,4 +1,4 @@
-// Macros shared by the two builds of aggregatedAttentionCpuKernel.inl.
+// Macros shared by the two builds of aggregatedAttentionCpuKernelBody.h.
 #pragma once
 
 #if defined(__GNUC__)

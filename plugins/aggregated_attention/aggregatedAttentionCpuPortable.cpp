@@ -23,7 +23,7 @@ namespace portable
 {
 #define TNX_CPU_TARGET
 #define TNX_CPU_AVX2 0
-#include "aggregatedAttentionCpuKernel.inl"
+#include "aggregatedAttentionCpuKernelBody.h"
 #undef TNX_CPU_AVX2
 #undef TNX_CPU_TARGET
 } // namespace portable

@@ -5,7 +5,8 @@
 //   TNX_CPU_AVX2    1 for the AVX2 + FMA + F16C build (intrinsics), 0 for the portable one (GCC/Clang
 //                   generic vectors, or plain arrays with other compilers).
 // Every function here carries TNX_CPU_TARGET, so that the AVX2 build never leaks into code that
-// runs on a CPU without AVX2 (no lambdas here: they would not inherit the attribute).
+// runs on a CPU without AVX2 (no lambdas here: they would not inherit the attribute). No include
+// guard, on purpose; it is not a header to include anywhere else.
 
 #define TNX_CPU_FN TNX_CPU_TARGET TNX_CPU_ALWAYS_INLINE inline
 
