@@ -1,5 +1,5 @@
-// The fast CPU kernel in plain C++ (any CPU; the compiler may vectorise it for the baseline
-// instruction set, e.g. SSE2 on x86-64 or NEON on aarch64).
+// The fast CPU kernel without x86 vector extensions, for any CPU: GCC and Clang generic 4-lane
+// vectors (SSE2 on x86-64, NEON on aarch64, scalar code elsewhere), plain arrays with other compilers.
 #include "aggregatedAttentionCpu.h"
 #include "aggregatedAttentionCpuMacros.h"
 
@@ -7,8 +7,9 @@
 #include <cstring>
 #include <vector>
 
-// The 32-byte generic vectors of the kernel only live inside always-inlined functions of this file,
-// so GCC's note that their by-value passing would differ with AVX (-Wpsabi) does not apply.
+// The kernel's 16-byte generic vectors only live inside always-inlined functions of this file, so
+// GCC's note, on targets without 16-byte SIMD registers, that passing them by value changes the
+// ABI (-Wpsabi) does not apply.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
