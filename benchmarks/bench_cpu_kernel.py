@@ -18,8 +18,8 @@ grid // sr with sr 8/4/2, i.e. P = 49 at 224 and 144 at 384), with 1 and 2 threa
 
 Part 2, the whole model (tiny at 224, batch 1, 1 and 2 threads): onnxruntime on the custom-op graph
 (`model.aa_plugin.onnx`, the op through the host library) and on the standard graph (`model.onnx`),
-both through transnext_deploy.runtime.cpu_session (which turns onnxruntime's worker-thread spinning
-off for the custom-op graph only; --spinning adds both graphs the other way round),
+both through transnext_deploy.runtime.cpu_session (--without-spinning adds both with onnxruntime's
+worker-thread spinning off),
 and eager PyTorch with attention="fast" and, where this checkout has it, attention="fused". Both
 graphs are exported with transnext_deploy's export API (random seeded weights) into --work-dir,
 by default a temporary directory removed at the end (about a minute).
@@ -186,11 +186,10 @@ def measure_model(args, work_dir: Path) -> list[dict]:
         standard = cpu_session(artifact / STANDARD_FILE, threads=threads)
         runners = {"ort custom-op graph": lambda: custom.run(None, {"images": x})[0],
                    "ort standard graph": lambda: standard.run(None, {"images": x})[0]}
-        if threads > 1 and args.spinning:
-            # cpu_session turns onnxruntime's spinning off for custom-op graphs only; both ways for both graphs
-            spinning_custom = cpu_session(artifact / PLUGIN_FILE, threads=threads, spinning=True)
+        if threads > 1 and args.without_spinning:
+            quiet_custom = cpu_session(artifact / PLUGIN_FILE, threads=threads, spinning=False)
             quiet_standard = cpu_session(artifact / STANDARD_FILE, threads=threads, spinning=False)
-            runners["ort custom-op graph, spinning"] = lambda: spinning_custom.run(None, {"images": x})[0]
+            runners["ort custom-op graph, no spinning"] = lambda: quiet_custom.run(None, {"images": x})[0]
             runners["ort standard graph, no spinning"] = lambda: quiet_standard.run(None, {"images": x})[0]
         for implementation, model in models.items():
             runners[f"torch eager {implementation}"] = lambda model=model: model(xt)
@@ -253,7 +252,7 @@ def print_model(rows: list[dict]) -> None:
         cells = ", ".join(f"{n} {t:.1f} ({row['max_abs_vs_eager_fast'][n]:.0e})" for n, t in med.items())
         print(f"  {row['threads']} thread(s): {cells}  [max-abs vs eager fast in brackets]")
         ratio = med["ort standard graph"] / med["ort custom-op graph"]
-        print(f"    custom-op graph vs standard graph (as cpu_session makes them): {ratio:.2f}x faster; fastest: {fastest}"
+        print(f"    custom-op graph vs standard graph: {ratio:.2f}x faster; fastest: {fastest}"
               + ("" if fastest.startswith("ort custom-op graph") else "  (the custom-op graph is NOT the fastest)"))
         if row["threads"] == 1:
             cpu = row["cpu_median_ms"]
@@ -274,10 +273,9 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline-library", type=Path, metavar="PATH",
                         help="also time transnext_aa_forward_f32 of this build of libtransnext_aa_host.so")
     parser.add_argument("--no-model", action="store_true", help="skip the whole-model part")
-    parser.add_argument("--spinning", action="store_true",
+    parser.add_argument("--without-spinning", action="store_true",
                         help="with more than one thread, also time both graphs with onnxruntime's worker-thread "
-                             "spinning the other way round (transnext_deploy.runtime.cpu_session turns it off "
-                             "for the custom-op graph and leaves onnxruntime's default, on, for the standard graph)")
+                             "spinning off (session.intra_op.allow_spinning=0; on by default)")
     parser.add_argument("--work-dir", type=Path, help="where to export the model (default: a temporary directory)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every number to this file")
     args = parser.parse_args(argv)

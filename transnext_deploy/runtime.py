@@ -133,13 +133,11 @@ def cpu_session(model: str | os.PathLike | onnx.ModelProto, threads: int = 2, op
                 spinning: bool | None = None):
     """An onnxruntime CPU session for a standard, function-form or custom-op graph.
 
-    `spinning` sets onnxruntime's `session.intra_op.allow_spinning`: whether its idle worker
-    threads spin for a while before they sleep. None means onnxruntime's default (on), except for
-    a graph with custom nodes: there it is off, because the op runs its own worker threads (the
-    host library's pool) between onnxruntime's ops, and onnxruntime's workers spinning meanwhile
-    take the cores it needs (on the 2-core machine this project is measured on, a whole tiny
-    inference with 2 threads took twice as long with spinning on; benchmarks/bench_cpu_kernel.py
-    --spinning compares)."""
+    `spinning` sets onnxruntime's `session.intra_op.allow_spinning`, whether its idle worker threads
+    spin for a while before they sleep; None keeps onnxruntime's default (on). Spinning helps on an
+    otherwise idle machine (tiny at 224 with 2 threads on this project's 2-core machine: about 9%
+    for the standard graph, 2% for the custom-op graph) and costs a lot on a loaded one (up to
+    twice the time there); benchmarks/bench_cpu_kernel.py --without-spinning compares."""
     import onnxruntime as ort
 
     if isinstance(model, (str, os.PathLike)):
@@ -154,8 +152,6 @@ def cpu_session(model: str | os.PathLike | onnx.ModelProto, threads: int = 2, op
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     custom = has_custom_nodes(proto)
-    if spinning is None and custom:
-        spinning = False
     if spinning is not None:
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if custom:
