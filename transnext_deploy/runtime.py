@@ -134,10 +134,11 @@ def cpu_session(model: str | os.PathLike | onnx.ModelProto, threads: int = 2, op
     """An onnxruntime CPU session for a standard, function-form or custom-op graph.
 
     `spinning` sets onnxruntime's `session.intra_op.allow_spinning`, whether its idle worker threads
-    spin for a while before they sleep; None keeps onnxruntime's default (on). Spinning helps on an
-    otherwise idle machine (tiny at 224 with 2 threads on this project's 2-core machine: about 9%
-    for the standard graph, 2% for the custom-op graph) and costs a lot on a loaded one (up to
-    twice the time there); benchmarks/bench_cpu_kernel.py --without-spinning compares."""
+    spin for a while before they sleep; None keeps onnxruntime's default (on). On this project's
+    2-core machine, tiny at 224 with 2 threads, the two settings were within about 10% of each other
+    while the machine was otherwise idle (either way round, run to run), and spinning took up to
+    twice as long while other processes loaded the CPUs; benchmarks/bench_cpu_kernel.py
+    --without-spinning compares."""
     import onnxruntime as ort
 
     if isinstance(model, (str, os.PathLike)):
