@@ -1,19 +1,25 @@
-"""The TensorRT plugin's CPU reference (libtransnext_aa_host.so) against PyTorch.
+"""The op's host (CPU) library (libtransnext_aa_host.so) against PyTorch, for each of its paths.
 
-The host library runs plugins/aggregated_attention/aggregatedAttentionMath.h, the arithmetic the
-CUDA kernel is compiled from, over all queries. It is compared with
+The library has three paths (`plugin_host.PATHS`):
+* "reference": plugins/aggregated_attention/aggregatedAttentionMath.h, the arithmetic the CUDA
+  kernel is compiled from, one query at a time;
+* "auto": the fast kernel (blocks of queries, vectorised; AVX2 + FMA + F16C where the CPU has
+  them), the default of every CPU caller;
+* "portable": the fast kernel without x86 vector extensions (what a CPU without AVX2 runs).
+Each is compared with
 * `aggregated_attention_core` (the project's PyTorch decomposition of the op), and
 * `naive_reference` below: an independent float64 transcription of the published step-by-step
   TransNeXt code (unfold of normalised keys and values, masked_fill(-inf) of out-of-image slots,
-  one softmax over [local | pooled], learnable tokens added after the softmax).
-Every grid below is compared at every pixel, so corners, edges, 1-pixel-wide images and windows
-larger than the image are all covered.
+  one softmax over [local | pooled], learnable tokens added after the softmax),
+and the fast paths with the reference path. Every grid below is compared at every pixel, so
+corners, edges, 1-pixel-wide images and windows larger than the image are all covered.
 """
 
 from __future__ import annotations
 
 import ctypes
 import math
+import platform
 import re
 from pathlib import Path
 
@@ -25,9 +31,11 @@ import torch.nn.functional as F
 from transnext_deploy.ops import aggregated_attention as aa
 from transnext_deploy.plugin_build import build_plugin
 from transnext_deploy.plugin_host import (
+    PATHS,
     HostLibraryError,
     aggregated_attention_host,
     float_to_half_bits,
+    kernel_name,
     load_host_library,
     validate_sizes,
 )
@@ -127,11 +135,19 @@ GRIDS = {
     "4x3-w3-P300": (2, 4, 3, 2, 24, 3, 15, 20),
     "5x5-w1-P4": (2, 5, 5, 2, 24, 1, 2, 2),
     "6x5-w7-P2": (2, 6, 5, 1, 24, 7, 1, 2),
+    "3x4-w15-P2": (1, 3, 4, 1, 8, 15, 1, 2),
     "d16": (2, 4, 5, 2, 16, 3, 2, 2),
     "d5": (2, 4, 5, 3, 5, 3, 2, 2),
     "d32": (2, 5, 4, 2, 32, 3, 2, 2),
     "d48": (2, 3, 5, 2, 48, 3, 1, 3),
     "d64": (2, 4, 4, 1, 64, 3, 2, 2),
+    "d40": (1, 4, 5, 2, 40, 3, 2, 2),
+    "d56": (1, 3, 4, 1, 56, 3, 1, 2),
+    # The fast kernel's cuts: pooled rows in several softmax tiles (P > 512), a grid wider than one
+    # column tile (W > 128), and more rows than one band (H > 8).
+    "tiles-P600": (1, 3, 4, 2, 24, 3, 20, 30),
+    "wide-2x300-w3-P2": (1, 2, 300, 1, 8, 3, 1, 2),
+    "tall-19x3-w5-P6": (1, 19, 3, 2, 16, 5, 3, 2),
 }
 
 
@@ -161,12 +177,13 @@ def _errors(actual: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
 # ------------------------------------------------------------------------------ fp32
 
 
+@pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("name", list(GRIDS))
-def test_host_fp32_matches_pytorch(host_lib, name):
+def test_host_fp32_matches_pytorch(host_lib, name, path):
     case = GRIDS[name]
     attrs = _attrs(case)
     inputs = _inputs(case, seed=len(name))
-    host = aggregated_attention_host(*[t.numpy() for t in inputs], **attrs, library=host_lib)
+    host = aggregated_attention_host(*[t.numpy() for t in inputs], **attrs, library=host_lib, path=path)
     assert host.dtype == np.float32 and host.shape == tuple(inputs[0].shape)
 
     naive = naive_reference(inputs, **attrs).numpy()
@@ -174,17 +191,33 @@ def test_host_fp32_matches_pytorch(host_lib, name):
     for label, ref in (("naive float64 unfold reference", naive), ("aggregated_attention_core", core)):
         max_abs, rel = _errors(host, ref)
         assert max_abs <= FP32_ATOL, (
-            f"{name}: host fp32 vs {label}: max-abs {max_abs:.3e} > {FP32_ATOL:.0e} (relative {rel:.3e})"
+            f"{name}: host fp32 ({path}) vs {label}: max-abs {max_abs:.3e} > {FP32_ATOL:.0e} (relative {rel:.3e})"
         )
 
 
-def test_host_fp32_border_cases_are_exact_masking(host_lib):
+@pytest.mark.parametrize("path", ["auto", "portable"])
+@pytest.mark.parametrize("name", list(GRIDS))
+def test_fast_path_matches_reference_path(host_lib, name, path):
+    """The fast kernel against the per-query arithmetic the CUDA kernel runs, on the same inputs:
+    both are fp32 with different summation orders, so they agree to a few fp32 ulps of the
+    largest terms, well inside the tolerance against float64."""
+    case = GRIDS[name]
+    attrs = _attrs(case)
+    arrays = [t.numpy() for t in _inputs(case, seed=3 * len(name))]
+    fast = aggregated_attention_host(*arrays, **attrs, library=host_lib, path=path)
+    reference = aggregated_attention_host(*arrays, **attrs, library=host_lib, path="reference")
+    max_abs, rel = _errors(fast, reference)
+    assert max_abs <= FP32_ATOL, f"{name}: {path} vs reference path: max-abs {max_abs:.3e} (relative {rel:.3e})"
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_host_fp32_border_cases_are_exact_masking(host_lib, path):
     """Out-of-image slots contribute nothing: a huge value placed only where a wrong (unmasked or
     wrapped) neighbour would read it must not reach any output."""
     case = (1, 3, 4, 1, 8, 3, 1, 1)
     attrs = _attrs(case)
     inputs = _inputs(case, seed=7)
-    host = aggregated_attention_host(*[t.numpy() for t in inputs], **attrs, library=host_lib)
+    host = aggregated_attention_host(*[t.numpy() for t in inputs], **attrs, library=host_lib, path=path)
     naive = naive_reference(inputs, **attrs).numpy()
     assert np.isfinite(host).all()
     max_abs, rel = _errors(host, naive)
@@ -192,32 +225,141 @@ def test_host_fp32_border_cases_are_exact_masking(host_lib):
     # Perturbing a key/value of pixel (0, 0) may only change outputs of its 3x3 neighbours.
     perturbed = [t.clone() for t in inputs]
     perturbed[1][0, 0] += 100.0
-    host2 = aggregated_attention_host(*[t.numpy() for t in perturbed], **attrs, library=host_lib)
+    host2 = aggregated_attention_host(*[t.numpy() for t in perturbed], **attrs, library=host_lib, path=path)
     changed = np.any(host2 != host, axis=-1)[0].reshape(3, 4)
     expected = np.zeros((3, 4), dtype=bool)
     expected[:2, :2] = True
     assert (changed == expected).all(), f"pixels changed by a key at (0,0):\n{changed.astype(int)}"
 
 
-def test_host_fp32_multithreaded_is_identical(host_lib):
-    case = GRIDS["9x10-w3-P20"]
+@pytest.mark.parametrize("path", list(PATHS))
+def test_minus_infinity_pool_bias_is_probability_zero(host_lib, path):
+    """A pooled score of -inf (a -inf pool_bias) has probability 0, as in the float64 softmax."""
+    case = GRIDS["tiles-P600"]
+    attrs = _attrs(case)
+    inputs = _inputs(case, seed=13)
+    mask = torch.rand(inputs[8].shape, generator=torch.Generator().manual_seed(0)) < 0.5
+    inputs[8] = inputs[8].masked_fill(mask, float("-inf"))
+    host = aggregated_attention_host(*[t.numpy() for t in inputs], **attrs, library=host_lib, path=path)
+    assert np.isfinite(host).all()
+    max_abs, rel = _errors(host, naive_reference(inputs, **attrs).numpy())
+    assert max_abs <= FP32_ATOL, f"{path}: max-abs {max_abs:.3e} (relative {rel:.3e})"
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("name", ["9x10-w3-P20", "tall-19x3-w5-P6", "wide-2x300-w3-P2"])
+def test_host_fp32_multithreaded_is_identical(host_lib, name, path):
+    """Every thread count gives the same bits (the fast kernel also cuts the grid into different
+    bands for different thread counts)."""
+    case = GRIDS[name]
     attrs = _attrs(case)
     arrays = [t.numpy() for t in _inputs(case, seed=3)]
-    one = aggregated_attention_host(*arrays, **attrs, library=host_lib)
-    four = aggregated_attention_host(*arrays, **attrs, num_threads=4, library=host_lib)
-    assert np.array_equal(one, four)
+    one = aggregated_attention_host(*arrays, **attrs, library=host_lib, path=path)
+    for threads in (2, 3, 4, 16):
+        many = aggregated_attention_host(*arrays, **attrs, num_threads=threads, library=host_lib, path=path)
+        assert np.array_equal(one, many), f"{name} ({path}): {threads} threads differ from 1"
+
+
+def test_concurrent_calls_share_the_pool(host_lib):
+    """Calls from several Python threads at once (each asking for the pool) give the serial results."""
+    import concurrent.futures
+
+    cases = [GRIDS[n] for n in ("9x10-w3-P20", "tall-19x3-w5-P6", "d64", "tiles-P600")]
+    jobs = [(_attrs(c), [t.numpy() for t in _inputs(c, seed=k)]) for k, c in enumerate(cases)]
+    expected = [aggregated_attention_host(*arrays, **attrs, library=host_lib) for attrs, arrays in jobs]
+
+    def run(k):
+        attrs, arrays = jobs[k % len(jobs)]
+        return k % len(jobs), aggregated_attention_host(*arrays, **attrs, num_threads=2, library=host_lib)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for k, got in pool.map(run, range(24)):
+            assert np.array_equal(got, expected[k])
+
+
+def test_pool_works_in_a_forked_child(host_lib):
+    """A child forked after the parent used the thread pool starts a pool of its own (the parent's
+    worker threads do not exist there) instead of waiting for them forever."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("this platform cannot fork")
+    case = GRIDS["9x10-w3-P20"]
+    attrs = _attrs(case)
+    arrays = [t.numpy() for t in _inputs(case, seed=5)]
+    expected = aggregated_attention_host(*arrays, **attrs, num_threads=2, library=host_lib)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_child_run, args=(queue, arrays, attrs, str(host_lib)))
+    child.start()
+    child.join(timeout=120)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung in the host library")
+    assert child.exitcode == 0
+    assert np.array_equal(queue.get(timeout=10), expected)
+
+
+def _child_run(queue, arrays, attrs, library):
+    queue.put(aggregated_attention_host(*arrays, **attrs, num_threads=2, library=library))
+
+
+def test_out_argument_and_non_contiguous_inputs(host_lib):
+    case = GRIDS["nonsquare-5x7-w3-P1"]
+    attrs = _attrs(case)
+    arrays = [t.numpy() for t in _inputs(case, seed=11)]
+    expected = aggregated_attention_host(*arrays, **attrs, library=host_lib)
+    out = np.full_like(expected, np.nan)
+    assert aggregated_attention_host(*arrays, **attrs, library=host_lib, out=out) is out
+    assert np.array_equal(out, expected)
+    # A non-contiguous view of the same numbers is copied first, with the same result.
+    strided = [np.ascontiguousarray(np.stack([a, a], axis=-1))[..., 0] for a in arrays]
+    assert not strided[1].flags.c_contiguous
+    assert np.array_equal(aggregated_attention_host(*strided, **attrs, library=host_lib), expected)
+    read_only = [a.copy() for a in arrays]
+    for a in read_only:
+        a.flags.writeable = False
+    assert np.array_equal(aggregated_attention_host(*read_only, **attrs, library=host_lib), expected)
+    with pytest.raises(ValueError, match="out must be"):
+        aggregated_attention_host(*arrays, **attrs, library=host_lib, out=out[:, :-1])
+    with pytest.raises(ValueError, match="out must be"):
+        aggregated_attention_host(*arrays, **attrs, library=host_lib, out=out.astype(np.float16))
+    with pytest.raises(ValueError, match="path must be one of"):
+        aggregated_attention_host(*arrays, **attrs, library=host_lib, path="fast")
+
+
+def test_kernel_names(host_lib):
+    assert kernel_name("reference", library=host_lib) == "reference"
+    assert kernel_name("portable", library=host_lib) == "portable"
+    assert kernel_name("auto", library=host_lib) in ("avx2", "portable")
+    if platform.machine().lower() in ("x86_64", "amd64") and "avx2" in _cpu_flags() and "f16c" in _cpu_flags():
+        assert kernel_name("auto", library=host_lib) == "avx2"
+    lib = load_host_library(host_lib)
+    assert lib.transnext_aa_kernel_name(7) == b""
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
 
 
 # ------------------------------------------------------------------------------ fp16
 
 
+@pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("name", ["square-6x6-w3-P4", "nonsquare-5x7-w3-P1", "row-1x9-w3-P3", "column-8x1-w3-P2",
-                                  "2x2-w5-P4", "4x3-w3-P300", "d5", "d64"])
-def test_host_fp16_matches_fp32_reference(host_lib, name):
+                                  "2x2-w5-P4", "4x3-w3-P300", "d5", "d64", "d40", "tiles-P600"])
+def test_host_fp16_matches_fp32_reference(host_lib, name, path):
     case = GRIDS[name]
     attrs = _attrs(case)
     rounded = [t.half().float() for t in _inputs(case, seed=100 + len(name))]  # exact in fp16
-    host16 = aggregated_attention_host(*[t.half().numpy() for t in rounded], **attrs, library=host_lib)
+    host16 = aggregated_attention_host(*[t.half().numpy() for t in rounded], **attrs, library=host_lib, path=path)
     assert host16.dtype == np.float16
 
     ref = naive_reference(rounded, **attrs).numpy()
@@ -228,12 +370,12 @@ def test_host_fp16_matches_fp32_reference(host_lib, name):
         worst = int(np.argmax(err - bound))
         max_abs, rel = _errors(host16, r)
         assert np.all(err <= bound), (
-            f"{name}: host fp16 vs {label}: max-abs {max_abs:.3e}, relative {rel:.3e}; worst element "
+            f"{name}: host fp16 ({path}) vs {label}: max-abs {max_abs:.3e}, relative {rel:.3e}; worst element "
             f"{host16.ravel()[worst]} vs {r.ravel()[worst]} (bound {bound.ravel()[worst]:.3e})"
         )
 
     # Same fp32 arithmetic after the (exact) loads: fp16 output == RNE(fp32 output), bit for bit.
-    host32 = aggregated_attention_host(*[t.numpy() for t in rounded], **attrs, library=host_lib)
+    host32 = aggregated_attention_host(*[t.numpy() for t in rounded], **attrs, library=host_lib, path=path)
     assert np.array_equal(host16.view(np.uint16), host32.astype(np.float16).view(np.uint16))
 
 
@@ -308,6 +450,10 @@ def test_invalid_sizes_are_rejected_with_a_message(host_lib, batch, channels, ch
     assert lib.transnext_aa_forward_f32(*args) == code
     assert fragment in buf.value.decode()
     assert lib.transnext_aa_forward_f16(*args) == code
+    for path in PATHS.values():
+        with_path = args[:-2] + [path] + args[-2:]
+        assert lib.transnext_aa_forward_f32_path(*with_path) == code
+        assert lib.transnext_aa_forward_f16_path(*with_path) == code
 
 
 def test_null_pointers_are_rejected(host_lib):
@@ -327,8 +473,18 @@ def test_null_pointers_are_rejected(host_lib):
         assert lib.transnext_aa_forward_f32(*args, *sizes, 1, buf, len(buf)) == 1
         expected = aa.INPUT_NAMES[missing] if missing < 9 else "output"
         assert expected in buf.value.decode()
+    for path in PATHS.values():
+        for missing in range(10):
+            buf = ctypes.create_string_buffer(256)
+            args = list(ptrs)
+            args[missing] = None
+            assert lib.transnext_aa_forward_f32_path(*args, *sizes, 2, path, buf, len(buf)) == 1
+            assert (aa.INPUT_NAMES[missing] if missing < 9 else "output") in buf.value.decode()
     buf = ctypes.create_string_buffer(256)
     assert lib.transnext_aa_forward_f32(*ptrs, *sizes, 1, buf, len(buf)) == 0
+    for bad_path in (-1, 3):
+        assert lib.transnext_aa_forward_f32_path(*ptrs, *sizes, 1, bad_path, buf, len(buf)) == 2
+        assert "path must be" in buf.value.decode()
     # A tiny message buffer is truncated, never overrun.
     small = ctypes.create_string_buffer(b"\xff" * 8)
     assert lib.transnext_aa_forward_f32(*ptrs, *sizes[:1], 47, *sizes[2:], 1, small, 4) == 3
@@ -418,3 +574,46 @@ def test_host_library_limits_match_header(host_lib):
     assert lib.transnext_aa_max_head_dim() == int(re.search(r"kMaxHeadDim\s*=\s*(\d+)", text).group(1))
     assert lib.transnext_aa_max_window_size() == int(re.search(r"kMaxWindowSize\s*=\s*(\d+)", text).group(1))
     assert math.isclose(float(lib.transnext_aa_max_head_dim()), 64.0)
+
+
+# ------------------------------------------------------------------------------ onnxruntime custom op
+
+
+def test_onnxruntime_custom_op_runs_the_host_library(host_lib):
+    """A graph with the custom node, through runtime.cpu_session: onnxruntime-extensions calls the host
+    library with the session's thread count and gets the result back as an array (not a list)."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime_extensions")
+    from onnx import TensorProto, helper
+
+    from transnext_deploy import runtime
+
+    case = GRIDS["9x10-w3-P20"]
+    attrs = _attrs(case)
+    inputs = _inputs(case, seed=21)
+    node = helper.make_node(aa.OP_NAME, list(aa.INPUT_NAMES), ["output"], domain=aa.OP_DOMAIN,
+                            plugin_version=aa.OP_VERSION, **attrs)
+    graph = helper.make_graph(
+        [node], "one_block",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(t.shape)) for n, t in zip(aa.INPUT_NAMES, inputs)],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, list(inputs[0].shape))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(aa.OP_DOMAIN, 1)])
+    assert runtime.has_custom_nodes(model)
+    expected = naive_reference(inputs, **attrs).numpy()
+    feed = {n: t.numpy() for n, t in zip(aa.INPUT_NAMES, inputs)}
+    for threads in (1, 2):
+        session = runtime.cpu_session(model, threads=threads, spinning=threads == 1)
+        options = session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if threads == 1 else "0")
+        got = session.run(None, feed)[0]
+        max_abs, rel = _errors(got, expected)
+        assert max_abs <= FP32_ATOL, f"{threads} thread(s): max-abs {max_abs:.3e} (relative {rel:.3e})"
+        got_again = session.run(None, feed)[0]  # the op's reused output buffer
+        assert np.array_equal(got, got_again)
+    # The session runs a copy in onnxruntime-extensions' domain that carries its thread count; the
+    # caller's graph is left as it was.
+    copy = runtime._to_contrib_domain(model, 3)
+    assert copy.graph.node[0].domain == runtime.ORT_CONTRIB_DOMAIN
+    assert onnx.helper.get_node_attr_value(copy.graph.node[0], runtime.THREADS_ATTRIBUTE) == 3
+    assert model.graph.node[0].domain == aa.OP_DOMAIN
+    assert not any(a.name == runtime.THREADS_ATTRIBUTE for a in model.graph.node[0].attribute)

@@ -1,9 +1,13 @@
-"""ctypes binding of the aggregated-attention host library (the TensorRT plugin's CPU reference).
+"""ctypes binding of the aggregated-attention host library (libtransnext_aa_host.so).
 
-`aggregated_attention_host(...)` runs the C++ arithmetic of
+`aggregated_attention_host(...)` runs the op on the CPU on numpy arrays (float32 or float16), by
+default through the library's fast kernel (blocks of queries, vectorised, persistent threads);
+`path="reference"` runs the per-query arithmetic of
 plugins/aggregated_attention/aggregatedAttentionMath.h -- the same source the CUDA kernel is
-compiled from -- on numpy arrays (float32 or float16). Shapes are checked here with clear
-ValueErrors before any pointer reaches C; the library checks the sizes again.
+compiled from -- and `path="portable"` the fast kernel without x86 vector extensions. Shapes and
+dtypes are checked here with clear ValueErrors before any pointer reaches C; the library checks the
+sizes again. The checks are kept cheap: the op is called once per block and per inference, at
+sizes where a few tens of microseconds of Python are a visible share.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .ops.aggregated_attention import INPUT_NAMES, input_shapes
+from .ops.aggregated_attention import INPUT_NAMES
 
 _LIB_LOCK = threading.Lock()
-_LIBS: dict[str, ctypes.CDLL] = {}
+_LIBS: dict[str, ctypes.CDLL] = {}  # by resolved path and by the path as given
+_DEFAULT: list[ctypes.CDLL] = []  # the library ensure_host_library() gave, once per process
+_MESSAGES = threading.local()  # a message buffer per calling thread
 
 _ERROR_NAMES = {
     1: "null pointer",
@@ -27,6 +33,12 @@ _ERROR_NAMES = {
     4: "limit exceeded",
     5: "internal error",
 }
+
+# Implementations of the library (TRANSNEXT_AA_PATH_* in aggregatedAttentionHost.h).
+PATHS = {"auto": 0, "reference": 1, "portable": 2}
+
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT16 = np.dtype(np.float16)
 
 
 class HostLibraryError(RuntimeError):
@@ -38,12 +50,18 @@ class HostLibraryError(RuntimeError):
         self.message = message
 
 
-def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+def _declare(lib: ctypes.CDLL, key: str) -> ctypes.CDLL:
     i64, i32, cp = ctypes.c_int64, ctypes.c_int32, ctypes.c_char_p
     vp = ctypes.c_void_p
     sizes = [i64] * 8
     lib.transnext_aa_host_abi_version.restype = i32
     lib.transnext_aa_host_abi_version.argtypes = []
+    version = lib.transnext_aa_host_abi_version()
+    if version != ABI_VERSION:
+        raise HostLibraryError(5, f"{key} has C API version {version}, expected {ABI_VERSION}: rebuild it")
+    missing = [name for name in ("transnext_aa_forward_f32_path", "transnext_aa_kernel_name") if not hasattr(lib, name)]
+    if missing:
+        raise HostLibraryError(5, f"{key} lacks {', '.join(missing)} (built from older sources): rebuild it")
     lib.transnext_aa_max_head_dim.restype = i32
     lib.transnext_aa_max_head_dim.argtypes = []
     lib.transnext_aa_max_window_size.restype = i32
@@ -54,6 +72,12 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         fn = getattr(lib, name)
         fn.restype = i32
         fn.argtypes = [*([vp] * 10), *sizes, i32, cp, i64]
+    for name in ("transnext_aa_forward_f32_path", "transnext_aa_forward_f16_path"):
+        fn = getattr(lib, name)
+        fn.restype = i32
+        fn.argtypes = [*([vp] * 10), *sizes, i32, i32, cp, i64]
+    lib.transnext_aa_kernel_name.restype = cp
+    lib.transnext_aa_kernel_name.argtypes = [i32]
     lib.transnext_aa_float_to_half.restype = ctypes.c_uint16
     lib.transnext_aa_float_to_half.argtypes = [ctypes.c_float]
     lib.transnext_aa_half_to_float.restype = ctypes.c_float
@@ -65,21 +89,41 @@ ABI_VERSION = 1
 
 
 def load_host_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
-    """Load (and cache) libtransnext_aa_host.so; built on first use when `path` is None."""
+    """Load (and cache) libtransnext_aa_host.so; built on first use when `path` is None (the build
+    directory's library is checked against its sources once per process)."""
     if path is None:
+        if _DEFAULT:
+            return _DEFAULT[0]
         from .plugin_build import ensure_host_library
 
-        path = ensure_host_library()
-    key = str(Path(path).resolve())
+        lib = load_host_library(ensure_host_library())
+        _DEFAULT[:] = [lib]
+        return lib
+    given = os.fspath(path)
+    lib = _LIBS.get(given)
+    if lib is not None:
+        return lib
+    key = str(Path(given).resolve())
     with _LIB_LOCK:
         lib = _LIBS.get(key)
         if lib is None:
-            lib = _declare(ctypes.CDLL(key))
-            version = lib.transnext_aa_host_abi_version()
-            if version != ABI_VERSION:
-                raise HostLibraryError(5, f"{key} has C API version {version}, expected {ABI_VERSION}: rebuild it")
+            lib = _declare(ctypes.CDLL(key), key)
             _LIBS[key] = lib
+        _LIBS[given] = lib
         return lib
+
+
+def _library(library) -> ctypes.CDLL:
+    if isinstance(library, ctypes.CDLL):
+        return library
+    return load_host_library(library)
+
+
+def kernel_name(path: str = "auto", library: str | os.PathLike | ctypes.CDLL | None = None) -> str:
+    """What `path` runs on this CPU: "avx2", "portable" or "reference"."""
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
+    return _library(library).transnext_aa_kernel_name(PATHS[path]).decode()
 
 
 def validate_sizes(
@@ -95,10 +139,24 @@ def validate_sizes(
     library: str | os.PathLike | ctypes.CDLL | None = None,
 ) -> tuple[int, str]:
     """The library's own size check: (status code, message); 0 means accepted."""
-    lib = library if isinstance(library, ctypes.CDLL) else load_host_library(library)
+    lib = _library(library)
     buf = ctypes.create_string_buffer(512)
     code = lib.transnext_aa_validate(batch, channels, num_heads, height, width, window_size, pool_height, pool_width, buf, len(buf))
     return int(code), buf.value.decode(errors="replace")
+
+
+# The data address of a contiguous writeable array through the buffer protocol takes a fraction of
+# a microsecond; `a.ctypes.data` (used for read-only or empty arrays) a few.
+_ADDRESSOF = ctypes.addressof
+_FROM_BUFFER = ctypes.c_char.from_buffer
+
+
+def _attribute(key: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{key} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{key} must be >= 1, got {value}")
+    return int(value)
 
 
 def aggregated_attention_host(
@@ -119,48 +177,69 @@ def aggregated_attention_host(
     pool_height: int,
     pool_width: int,
     num_threads: int = 1,
-    library: str | os.PathLike | None = None,
+    library: str | os.PathLike | ctypes.CDLL | None = None,
+    path: str = "auto",
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Run the op on the CPU through the host library; returns (B, N, C) of the inputs' dtype."""
-    arrays = [query, key_value, pooled_key_value, query_embedding, temperature_scale, local_bias,
-              learnable_tokens, learnable_bias, pool_bias]
-    arrays = [np.asarray(a) for a in arrays]
-    dtype = arrays[0].dtype
-    if dtype not in (np.float32, np.float16):
-        raise ValueError(f"query must be float32 or float16, got {dtype}")
-    for name, a in zip(INPUT_NAMES, arrays):
-        if a.dtype != dtype:
-            raise ValueError(f"{name} has dtype {a.dtype}, expected {dtype} like query (all inputs share one type)")
-    for key, value in dict(num_heads=num_heads, height=height, width=width, window_size=window_size,
-                           pool_height=pool_height, pool_width=pool_width).items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"{key} must be an int, got {value!r}")
-        if value < 1:
-            raise ValueError(f"{key} must be >= 1, got {value}")
-    if window_size % 2 == 0:
-        raise ValueError(f"window_size must be odd, got {window_size}")
-    if arrays[0].ndim != 3:
-        raise ValueError(f"query must have shape (B, N, C), got {arrays[0].shape}")
-    B, N, C = (int(x) for x in arrays[0].shape)
-    if N != height * width:
-        raise ValueError(f"query has N={N} tokens but height*width = {height}*{width} = {height * width}")
-    if C % num_heads != 0:
-        raise ValueError(f"channels C={C} is not divisible by num_heads={num_heads}")
-    nh = int(num_heads)
-    expected = input_shapes(B, C // nh, num_heads=nh, height=height, width=width, window_size=window_size,
-                            pool_height=pool_height, pool_width=pool_width)
-    for name, a in zip(INPUT_NAMES, arrays):
-        if tuple(a.shape) != expected[name]:
-            raise ValueError(f"{name} has shape {tuple(a.shape)}, expected {expected[name]}")
+    """Run the op on the CPU through the host library; returns (B, N, C) of the inputs' dtype.
 
-    lib = load_host_library(library)
-    arrays = [np.ascontiguousarray(a) for a in arrays]
-    out = np.empty((B, N, C), dtype=dtype)
-    buf = ctypes.create_string_buffer(512)
-    fn = lib.transnext_aa_forward_f32 if dtype == np.float32 else lib.transnext_aa_forward_f16
-    pointers = [a.ctypes.data_as(ctypes.c_void_p) for a in arrays]
-    code = fn(*pointers, out.ctypes.data_as(ctypes.c_void_p), B, C, nh, height, width, window_size,
-              pool_height, pool_width, int(num_threads), buf, len(buf))
+    Contiguous numpy arrays are used in place (no copy); others are made contiguous first.
+    `num_threads` > 1 runs on the library's persistent thread pool. `path`: "auto" (the fast
+    kernel), "reference" (per-query arithmetic of the CUDA kernel) or "portable" (the fast kernel
+    without x86 vector extensions). `out`, when given, is a C-contiguous, writeable array of the
+    output's shape and dtype, not overlapping the inputs, that receives the result (and is returned).
+    """
+    arrays = [a if type(a) is np.ndarray else np.asarray(a) for a in (
+        query, key_value, pooled_key_value, query_embedding, temperature_scale, local_bias, learnable_tokens,
+        learnable_bias, pool_bias)]
+    dtype = arrays[0].dtype
+    if dtype != _FLOAT32 and dtype != _FLOAT16:
+        raise ValueError(f"query must be float32 or float16, got {dtype}")
+    nh = _attribute("num_heads", num_heads)
+    H = _attribute("height", height)
+    W = _attribute("width", width)
+    w = _attribute("window_size", window_size)
+    ph = _attribute("pool_height", pool_height)
+    pw = _attribute("pool_width", pool_width)
+    if w % 2 == 0:
+        raise ValueError(f"window_size must be odd, got {w}")
+    code_path = PATHS.get(path)
+    if code_path is None:
+        raise ValueError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
+    shape = arrays[0].shape
+    if len(shape) != 3:
+        raise ValueError(f"query must have shape (B, N, C), got {shape}")
+    B, N, C = shape
+    if N != H * W:
+        raise ValueError(f"query has N={N} tokens but height*width = {H}*{W} = {H * W}")
+    if C % nh != 0:
+        raise ValueError(f"channels C={C} is not divisible by num_heads={nh}")
+    d, P, L = C // nh, ph * pw, w * w
+    expected = ((B, N, C), (B, N, 2 * C), (B, P, 2 * C), (nh, d), (nh,), (nh, L), (nh, d, L), (nh, L), (nh, N, P))
+    addresses = []
+    for k, a in enumerate(arrays):
+        if a.dtype != dtype:
+            raise ValueError(f"{INPUT_NAMES[k]} has dtype {a.dtype}, expected {dtype} like query (all inputs share one type)")
+        if a.shape != expected[k]:
+            raise ValueError(f"{INPUT_NAMES[k]} has shape {tuple(a.shape)}, expected {expected[k]}")
+        flags = a.flags
+        if not (flags.c_contiguous and flags.aligned):
+            a = arrays[k] = np.require(a, requirements=("C", "A"))  # the copy stays alive in `arrays`
+            flags = a.flags
+        addresses.append(_ADDRESSOF(_FROM_BUFFER(a)) if flags.writeable and a.size else a.ctypes.data)
+    if out is None:
+        out = np.empty((B, N, C), dtype=dtype)
+    elif (type(out) is not np.ndarray or out.dtype != dtype or out.shape != (B, N, C) or not out.flags.c_contiguous
+          or not out.flags.writeable):
+        raise ValueError(f"out must be a writeable C-contiguous {dtype} array of shape {(B, N, C)}")
+    addresses.append(_ADDRESSOF(_FROM_BUFFER(out)) if out.size else out.ctypes.data)
+
+    lib = _DEFAULT[0] if library is None and _DEFAULT else _library(library)
+    buf = getattr(_MESSAGES, "buffer", None)
+    if buf is None:
+        buf = _MESSAGES.buffer = ctypes.create_string_buffer(512)
+    fn = lib.transnext_aa_forward_f32_path if dtype == _FLOAT32 else lib.transnext_aa_forward_f16_path
+    code = fn(*addresses, B, C, nh, H, W, w, ph, pw, int(num_threads), code_path, buf, 512)
     if code != 0:
         raise HostLibraryError(int(code), buf.value.decode(errors="replace"))
     return out
@@ -175,8 +254,10 @@ def float_to_half_bits(values, library: str | os.PathLike | None = None) -> np.n
 
 __all__ = [
     "HostLibraryError",
+    "PATHS",
     "aggregated_attention_host",
     "float_to_half_bits",
+    "kernel_name",
     "load_host_library",
     "validate_sizes",
 ]

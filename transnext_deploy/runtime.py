@@ -3,9 +3,9 @@
 The custom-op graph (one `TransNeXtAggregatedAttention` node per block, no function body) runs in
 onnxruntime through onnxruntime-extensions, whose Python custom ops live in the fixed domain
 `ai.onnx.contrib`. The session gets a copy of the graph with the op moved to that domain; the
-op itself calls the plugin's host library (`plugin_host`), i.e. the same C++ arithmetic the CUDA
-kernel is compiled from. Graphs whose custom nodes carry a local function need nothing: onnxruntime
-inlines the function body.
+op itself calls the plugin's host library (`plugin_host`): its fast CPU kernel, held by the tests to
+the arithmetic the CUDA kernel runs, with as many threads as the session. Graphs whose custom nodes
+carry a local function need nothing: onnxruntime inlines the function body.
 """
 
 from __future__ import annotations
@@ -20,12 +20,28 @@ import onnx
 from .ops.aggregated_attention import ATTRIBUTE_NAMES, OP_DOMAIN, OP_NAME, PLUGIN_VERSION_ATTRIBUTE
 
 ORT_CONTRIB_DOMAIN = "ai.onnx.contrib"
+# Node attribute that cpu_session() adds to its copy of the graph: the session's thread count, so
+# that each session's custom op uses as many threads as the session (the op is registered once
+# per process).
+THREADS_ATTRIBUTE = "num_threads"
 _REGISTER_LOCK = threading.Lock()
 _registered = False
+_OUTPUTS = threading.local()  # per calling thread: an output buffer per shape
+
+
+def default_threads() -> int:
+    """Threads of the custom op in a graph that does not say (the CPUs this process may use, at most 8)."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        available = os.cpu_count() or 1
+    return max(1, min(available, 8))
 
 
 def register_cpu_custom_op(num_threads: int | None = None) -> None:
-    """Register the fused op with onnxruntime-extensions (idempotent)."""
+    """Register the fused op with onnxruntime-extensions (idempotent). Sessions made by
+    cpu_session() give the op their own thread count; `num_threads` (default default_threads())
+    is for graphs whose nodes do not carry one."""
     global _registered
     with _REGISTER_LOCK:
         if _registered:
@@ -34,18 +50,60 @@ def register_cpu_custom_op(num_threads: int | None = None) -> None:
 
         from .plugin_host import aggregated_attention_host, load_host_library
 
-        load_host_library()  # build or load now, so a missing compiler fails here, not mid-inference
-        threads = num_threads or max(1, min(os.cpu_count() or 1, 8))
+        library = load_host_library()  # build or load now, so a missing compiler fails here, not mid-inference
+        fallback_threads = num_threads or default_threads()
         attrs = {name: PyCustomOpDef.dt_int64 for name in ATTRIBUTE_NAMES}
         attrs[PLUGIN_VERSION_ATTRIBUTE] = PyCustomOpDef.dt_string
+        attrs[THREADS_ATTRIBUTE] = PyCustomOpDef.dt_int64
+
+        def run(inputs, attributes):
+            # onnxruntime-extensions hands the attributes over as strings (an absent one as "").
+            try:
+                sizes = {name: int(attributes[name]) for name in ATTRIBUTE_NAMES}
+            except (KeyError, ValueError) as exc:
+                raise ValueError(f"{OP_NAME}: missing or non-integer attribute ({exc})") from None
+            threads = int(attributes.get(THREADS_ATTRIBUTE) or 0) or fallback_threads
+            # The inputs arrive as fresh contiguous float32 arrays: used as they are (no copy). The
+            # result is copied into onnxruntime's output before this thread calls again, so one
+            # buffer per shape and thread serves every call (no fresh pages to fault in each time).
+            buffers = _OUTPUTS.__dict__.setdefault("by_shape", {})
+            query = inputs[0]
+            out = buffers.get(query.shape)
+            if out is None or out.dtype != query.dtype:
+                out = buffers[query.shape] = np.empty(query.shape, dtype=query.dtype)
+            return aggregated_attention_host(*inputs, **sizes, num_threads=threads, library=library, out=out)
 
         @onnx_op(op_type=OP_NAME, inputs=[PyCustomOpDef.dt_float] * 9, outputs=[PyCustomOpDef.dt_float], attrs=attrs)
-        def _aggregated_attention(*inputs, **kwargs):  # pragma: no cover - called from C++
-            sizes = {name: int(kwargs[name]) for name in ATTRIBUTE_NAMES}
-            arrays = [np.ascontiguousarray(x, dtype=np.float32) for x in inputs]
-            return aggregated_attention_host(*arrays, **sizes, num_threads=threads)
+        def _aggregated_attention(*inputs, **attributes):  # pragma: no cover - the hook below calls run()
+            return run(inputs, {k: str(v) for k, v in attributes.items()})
 
+        _install_invocation_hook(_aggregated_attention._id, run)
         _registered = True
+
+
+def _install_invocation_hook(op_id: int, run) -> None:
+    """Hand the op's result to onnxruntime-extensions as a flat array instead of a Python list.
+
+    onnxruntime-extensions calls one Python hook for every Python op; its default one returns
+    `result.flatten().tolist()`, i.e. one Python float per output element (a quarter million per
+    call in TransNeXt's first stage: milliseconds, several times the kernel). Its C++ side reads
+    the returned object as a sequence of floats or, in recent versions, through the buffer
+    protocol; a flat contiguous float32 array serves both. Other Python ops keep the default hook.
+    """
+    from onnxruntime_extensions import _ocos
+
+    default = getattr(_ocos, "_on_pyop_invocation", None)
+    install = getattr(_ocos.PyCustomOpDef, "install_hooker", None)
+    if default is None or install is None:  # another layout of onnxruntime-extensions: keep its own path
+        return
+
+    def hook(k_id, feed, attributes=None, *rest):
+        if k_id != op_id:
+            return default(k_id, feed, attributes, *rest) if attributes is not None else default(k_id, feed, *rest)
+        result = run(feed, attributes or {})
+        return k_id, result.shape, result.reshape(-1)
+
+    install(hook)
 
 
 def has_custom_nodes(model: onnx.ModelProto) -> bool:
@@ -55,20 +113,32 @@ def has_custom_nodes(model: onnx.ModelProto) -> bool:
                for n in model.graph.node)
 
 
-def _to_contrib_domain(model: onnx.ModelProto) -> onnx.ModelProto:
+def _to_contrib_domain(model: onnx.ModelProto, threads: int) -> onnx.ModelProto:
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     for node in copy.graph.node:
         if node.op_type == OP_NAME and node.domain == OP_DOMAIN:
             node.domain = ORT_CONTRIB_DOMAIN
+            kept = [a for a in node.attribute if a.name != THREADS_ATTRIBUTE]
+            del node.attribute[:]
+            node.attribute.extend(kept)
+            node.attribute.append(onnx.helper.make_attribute(THREADS_ATTRIBUTE, int(threads)))
     opsets = {o.domain: o for o in copy.opset_import}
     if ORT_CONTRIB_DOMAIN not in opsets:
         copy.opset_import.append(onnx.helper.make_opsetid(ORT_CONTRIB_DOMAIN, 1))
     return copy
 
 
-def cpu_session(model: str | os.PathLike | onnx.ModelProto, threads: int = 2, optimize: bool = True):
-    """An onnxruntime CPU session for a standard, function-form or custom-op graph."""
+def cpu_session(model: str | os.PathLike | onnx.ModelProto, threads: int = 2, optimize: bool = True,
+                spinning: bool | None = None):
+    """An onnxruntime CPU session for a standard, function-form or custom-op graph.
+
+    `spinning` sets onnxruntime's `session.intra_op.allow_spinning`, whether its idle worker threads
+    spin for a while before they sleep; None keeps onnxruntime's default (on). On this project's
+    2-core machine, tiny at 224 with 2 threads, the two settings were within about 10% of each other
+    while the machine was otherwise idle (either way round, run to run), and spinning took up to
+    twice as long while other processes loaded the CPUs; benchmarks/bench_cpu_kernel.py
+    --without-spinning compares."""
     import onnxruntime as ort
 
     if isinstance(model, (str, os.PathLike)):
@@ -82,10 +152,13 @@ def cpu_session(model: str | os.PathLike | onnx.ModelProto, threads: int = 2, op
     options.log_severity_level = 3
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    if has_custom_nodes(proto):
+    custom = has_custom_nodes(proto)
+    if spinning is not None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if custom:
         from onnxruntime_extensions import get_library_path
 
         register_cpu_custom_op(threads)
         options.register_custom_ops_library(get_library_path())
-        proto = _to_contrib_domain(proto)
+        proto = _to_contrib_domain(proto, threads)
     return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])

@@ -1,14 +1,20 @@
-// Host (CPU) reference of the aggregated-attention op: the math header over all queries.
-// Mirrors the CUDA kernel's structure: for each (batch, head) the pooled keys are normalised
-// and the pooled values converted once (stagePooledRow), then every query runs beginQuery,
-// accumulatePooled over all P staged rows, and finishQuery.
+// Host (CPU) library of the aggregated-attention op: the C API over two implementations.
+//   * The fast kernel (aggregatedAttentionCpu.h): blocks of queries, vectorised, on a persistent
+//     thread pool. The default for every caller.
+//   * The per-query reference: the math header's functions over all queries, structured as the
+//     CUDA kernel (for each (batch, head) the pooled keys are normalised and the pooled values
+//     converted once (stagePooledRow), then every query runs beginQuery, accumulatePooled over all
+//     P staged rows, and finishQuery). It is the arithmetic the GPU runs; the tests hold the fast
+//     kernel to it.
 #include "aggregatedAttentionHost.h"
+#include "aggregatedAttentionCpu.h"
 #include "aggregatedAttentionMath.h"
+#include "aggregatedAttentionThreadPool.h"
 
 #include <algorithm>
 #include <atomic>
 #include <exception>
-#include <thread>
+#include <stdexcept>
 #include <vector>
 
 namespace
@@ -47,41 +53,33 @@ void runHead(Problem const& p, Inputs<T> const& in, T* out, int64_t b, int32_t h
 template <int MaxD, typename T>
 void runAll(Problem const& p, Inputs<T> const& in, T* out, int32_t numThreads)
 {
-    int64_t const jobs = p.batch * p.numHeads;
-    int64_t const workers = std::max<int64_t>(1, std::min<int64_t>(numThreads, jobs));
-    if (workers == 1)
-    {
-        std::vector<float> staged;
-        for (int64_t job = 0; job < jobs; ++job)
+    std::atomic<bool> failed{false};
+    auto head = [&](int64_t job) {
+        if (failed.load(std::memory_order_relaxed))
         {
+            return;
+        }
+        try
+        {
+            thread_local std::vector<float> staged;
             runHead<MaxD>(p, in, out, job / p.numHeads, static_cast<int32_t>(job % p.numHeads), staged);
         }
-        return;
-    }
-    std::atomic<int64_t> next{0};
-    auto worker = [&]() {
-        std::vector<float> staged;
-        for (int64_t job = next++; job < jobs; job = next++)
+        catch (std::exception const&) // std::bad_alloc on a pool thread: reported by the caller
         {
-            runHead<MaxD>(p, in, out, job / p.numHeads, static_cast<int32_t>(job % p.numHeads), staged);
+            failed.store(true);
         }
     };
-    std::vector<std::thread> threads;
-    for (int64_t t = 1; t < workers; ++t)
+    transnext::aa::cpu::parallelFor(p.batch * p.numHeads, std::max(1, numThreads), head);
+    if (failed.load())
     {
-        threads.emplace_back(worker);
-    }
-    worker();
-    for (auto& t : threads)
-    {
-        t.join();
+        throw std::runtime_error("out of memory in the reference path");
     }
 }
 
 template <typename T>
 int32_t forward(Inputs<T> const& in, T* out, int64_t batch, int64_t channels, int64_t numHeads, int64_t height,
-    int64_t width, int64_t windowSize, int64_t poolHeight, int64_t poolWidth, int32_t numThreads, char* message,
-    int64_t capacity)
+    int64_t width, int64_t windowSize, int64_t poolHeight, int64_t poolWidth, int32_t numThreads, int32_t path,
+    char* message, int64_t capacity)
 {
     Problem const p = makeProblem(batch, channels, numHeads, height, width, windowSize, poolHeight, poolWidth);
     char buffer[256];
@@ -90,6 +88,13 @@ int32_t forward(Inputs<T> const& in, T* out, int64_t batch, int64_t channels, in
     {
         writeMessage(message, capacity, buffer);
         return status;
+    }
+    if (path < TRANSNEXT_AA_PATH_AUTO || path > TRANSNEXT_AA_PATH_PORTABLE)
+    {
+        snprintf(buffer, sizeof(buffer), "path must be 0 (auto), 1 (reference) or 2 (portable), got %d",
+            static_cast<int>(path));
+        writeMessage(message, capacity, buffer);
+        return kStatusBadAttribute;
     }
     void const* pointers[] = {in.query, in.keyValue, in.pooledKeyValue, in.queryEmbedding, in.temperatureScale,
         in.localBias, in.learnableTokens, in.learnableBias, in.poolBias};
@@ -106,6 +111,14 @@ int32_t forward(Inputs<T> const& in, T* out, int64_t batch, int64_t channels, in
     {
         writeMessage(message, capacity, "output is a null pointer");
         return kStatusNullPointer;
+    }
+    if (path != TRANSNEXT_AA_PATH_REFERENCE)
+    {
+        using transnext::aa::cpu::Isa;
+        Isa const isa = path == TRANSNEXT_AA_PATH_AUTO && transnext::aa::cpu::cpuHasAvx2() ? Isa::kAvx2 : Isa::kPortable;
+        Status const fast = transnext::aa::cpu::forwardFast(p, in, out, numThreads, isa, buffer, sizeof(buffer));
+        writeMessage(message, capacity, fast == kStatusOk ? "" : buffer);
+        return fast;
     }
     try
     {
@@ -158,16 +171,43 @@ int32_t transnext_aa_validate(int64_t batch, int64_t channels, int64_t num_heads
     return status;
 }
 
+int32_t transnext_aa_forward_f32_path(float const* query, float const* key_value, float const* pooled_key_value,
+    float const* query_embedding, float const* temperature_scale, float const* local_bias,
+    float const* learnable_tokens, float const* learnable_bias, float const* pool_bias, float* output, int64_t batch,
+    int64_t channels, int64_t num_heads, int64_t height, int64_t width, int64_t window_size, int64_t pool_height,
+    int64_t pool_width, int32_t num_threads, int32_t path, char* message, int64_t message_capacity)
+{
+    Inputs<float> const in{query, key_value, pooled_key_value, query_embedding, temperature_scale, local_bias,
+        learnable_tokens, learnable_bias, pool_bias};
+    return forward(in, output, batch, channels, num_heads, height, width, window_size, pool_height, pool_width,
+        num_threads, path, message, message_capacity);
+}
+
+int32_t transnext_aa_forward_f16_path(uint16_t const* query, uint16_t const* key_value,
+    uint16_t const* pooled_key_value, uint16_t const* query_embedding, uint16_t const* temperature_scale,
+    uint16_t const* local_bias, uint16_t const* learnable_tokens, uint16_t const* learnable_bias,
+    uint16_t const* pool_bias, uint16_t* output, int64_t batch, int64_t channels, int64_t num_heads, int64_t height,
+    int64_t width, int64_t window_size, int64_t pool_height, int64_t pool_width, int32_t num_threads, int32_t path,
+    char* message, int64_t message_capacity)
+{
+    static_assert(sizeof(SoftHalf) == sizeof(uint16_t) && alignof(SoftHalf) == alignof(uint16_t),
+        "SoftHalf must have the layout of uint16_t");
+    auto h = [](uint16_t const* p) { return reinterpret_cast<SoftHalf const*>(p); };
+    Inputs<SoftHalf> const in{h(query), h(key_value), h(pooled_key_value), h(query_embedding), h(temperature_scale),
+        h(local_bias), h(learnable_tokens), h(learnable_bias), h(pool_bias)};
+    return forward(in, reinterpret_cast<SoftHalf*>(output), batch, channels, num_heads, height, width, window_size,
+        pool_height, pool_width, num_threads, path, message, message_capacity);
+}
+
 int32_t transnext_aa_forward_f32(float const* query, float const* key_value, float const* pooled_key_value,
     float const* query_embedding, float const* temperature_scale, float const* local_bias,
     float const* learnable_tokens, float const* learnable_bias, float const* pool_bias, float* output, int64_t batch,
     int64_t channels, int64_t num_heads, int64_t height, int64_t width, int64_t window_size, int64_t pool_height,
     int64_t pool_width, int32_t num_threads, char* message, int64_t message_capacity)
 {
-    Inputs<float> const in{query, key_value, pooled_key_value, query_embedding, temperature_scale, local_bias,
-        learnable_tokens, learnable_bias, pool_bias};
-    return forward(in, output, batch, channels, num_heads, height, width, window_size, pool_height, pool_width,
-        num_threads, message, message_capacity);
+    return transnext_aa_forward_f32_path(query, key_value, pooled_key_value, query_embedding, temperature_scale,
+        local_bias, learnable_tokens, learnable_bias, pool_bias, output, batch, channels, num_heads, height, width,
+        window_size, pool_height, pool_width, num_threads, TRANSNEXT_AA_PATH_AUTO, message, message_capacity);
 }
 
 int32_t transnext_aa_forward_f16(uint16_t const* query, uint16_t const* key_value, uint16_t const* pooled_key_value,
@@ -176,13 +216,20 @@ int32_t transnext_aa_forward_f16(uint16_t const* query, uint16_t const* key_valu
     int64_t batch, int64_t channels, int64_t num_heads, int64_t height, int64_t width, int64_t window_size,
     int64_t pool_height, int64_t pool_width, int32_t num_threads, char* message, int64_t message_capacity)
 {
-    static_assert(sizeof(SoftHalf) == sizeof(uint16_t) && alignof(SoftHalf) == alignof(uint16_t),
-        "SoftHalf must have the layout of uint16_t");
-    auto h = [](uint16_t const* p) { return reinterpret_cast<SoftHalf const*>(p); };
-    Inputs<SoftHalf> const in{h(query), h(key_value), h(pooled_key_value), h(query_embedding), h(temperature_scale),
-        h(local_bias), h(learnable_tokens), h(learnable_bias), h(pool_bias)};
-    return forward(in, reinterpret_cast<SoftHalf*>(output), batch, channels, num_heads, height, width, window_size,
-        pool_height, pool_width, num_threads, message, message_capacity);
+    return transnext_aa_forward_f16_path(query, key_value, pooled_key_value, query_embedding, temperature_scale,
+        local_bias, learnable_tokens, learnable_bias, pool_bias, output, batch, channels, num_heads, height, width,
+        window_size, pool_height, pool_width, num_threads, TRANSNEXT_AA_PATH_AUTO, message, message_capacity);
+}
+
+char const* transnext_aa_kernel_name(int32_t path)
+{
+    switch (path)
+    {
+    case TRANSNEXT_AA_PATH_AUTO: return transnext::aa::cpu::cpuHasAvx2() ? "avx2" : "portable";
+    case TRANSNEXT_AA_PATH_REFERENCE: return "reference";
+    case TRANSNEXT_AA_PATH_PORTABLE: return "portable";
+    default: return "";
+    }
 }
 
 uint16_t transnext_aa_float_to_half(float value)

@@ -1,9 +1,12 @@
-/* C API of the host (CPU) reference of the TransNeXt aggregated-attention op.
+/* C API of the host (CPU) implementation of the TransNeXt aggregated-attention op.
  *
- * The library (libtransnext_aa_host.so) runs the per-query arithmetic of
- * aggregatedAttentionMath.h -- the same source the CUDA kernel is compiled from -- over all
- * queries on the CPU. It has no CUDA or TensorRT dependency. Used by the tests and by the
- * project's onnxruntime CPU custom op (through ctypes).
+ * The library (libtransnext_aa_host.so) has no CUDA or TensorRT dependency. It holds two paths:
+ *   - the fast kernel (the default): blocks of queries, vectorised (AVX2 + FMA + F16C chosen at
+ *     run time on x86, portable C++ otherwise), on a persistent thread pool;
+ *   - the per-query reference: the arithmetic of aggregatedAttentionMath.h -- the same source the
+ *     CUDA kernel is compiled from -- over all queries.
+ * Both compute the op of the contract in fp32; they differ only by rounding. Used by the tests,
+ * the project's onnxruntime CPU custom op and PyTorch's CPU op (through ctypes).
  *
  * Layouts are the op contract's (plugins/aggregated_attention/README.md), all row-major:
  *   query (B, N, C), key_value (B, N, 2C), pooled_key_value (B, P, 2C), query_embedding (nh, d),
@@ -52,7 +55,9 @@ TRANSNEXT_AA_API int32_t transnext_aa_validate(int64_t batch, int64_t channels, 
     int64_t width, int64_t window_size, int64_t pool_height, int64_t pool_width, char* message,
     int64_t message_capacity);
 
-/* float32 storage. num_threads <= 1 runs on the calling thread. */
+/* float32 storage, fast path. num_threads <= 1 runs on the calling thread; more threads come from
+ * a pool started on first use and kept (asleep between calls). Calls from several threads at once
+ * are safe: while one call uses the pool, the others run on their calling thread. */
 TRANSNEXT_AA_API int32_t transnext_aa_forward_f32(float const* query, float const* key_value,
     float const* pooled_key_value, float const* query_embedding, float const* temperature_scale,
     float const* local_bias, float const* learnable_tokens, float const* learnable_bias, float const* pool_bias,
@@ -67,6 +72,28 @@ TRANSNEXT_AA_API int32_t transnext_aa_forward_f16(uint16_t const* query, uint16_
     uint16_t const* pool_bias, uint16_t* output, int64_t batch, int64_t channels, int64_t num_heads, int64_t height,
     int64_t width, int64_t window_size, int64_t pool_height, int64_t pool_width, int32_t num_threads, char* message,
     int64_t message_capacity);
+
+/* Which implementation a *_path call runs. */
+#define TRANSNEXT_AA_PATH_AUTO 0      /* the fast kernel, with the best instruction set of this CPU */
+#define TRANSNEXT_AA_PATH_REFERENCE 1 /* per-query arithmetic of aggregatedAttentionMath.h (the CUDA kernel's) */
+#define TRANSNEXT_AA_PATH_PORTABLE 2  /* the fast kernel without x86 vector extensions */
+
+/* As transnext_aa_forward_f32 / _f16, with the path chosen (an unknown path: TRANSNEXT_AA_ERR_BAD_ATTRIBUTE). */
+TRANSNEXT_AA_API int32_t transnext_aa_forward_f32_path(float const* query, float const* key_value,
+    float const* pooled_key_value, float const* query_embedding, float const* temperature_scale,
+    float const* local_bias, float const* learnable_tokens, float const* learnable_bias, float const* pool_bias,
+    float* output, int64_t batch, int64_t channels, int64_t num_heads, int64_t height, int64_t width,
+    int64_t window_size, int64_t pool_height, int64_t pool_width, int32_t num_threads, int32_t path, char* message,
+    int64_t message_capacity);
+TRANSNEXT_AA_API int32_t transnext_aa_forward_f16_path(uint16_t const* query, uint16_t const* key_value,
+    uint16_t const* pooled_key_value, uint16_t const* query_embedding, uint16_t const* temperature_scale,
+    uint16_t const* local_bias, uint16_t const* learnable_tokens, uint16_t const* learnable_bias,
+    uint16_t const* pool_bias, uint16_t* output, int64_t batch, int64_t channels, int64_t num_heads, int64_t height,
+    int64_t width, int64_t window_size, int64_t pool_height, int64_t pool_width, int32_t num_threads, int32_t path,
+    char* message, int64_t message_capacity);
+
+/* What a path runs on this CPU: "avx2", "portable" or "reference" ("" for an unknown path). */
+TRANSNEXT_AA_API char const* transnext_aa_kernel_name(int32_t path);
 
 /* The software half conversions used by the f16 path (exposed for tests). */
 TRANSNEXT_AA_API uint16_t transnext_aa_float_to_half(float value);
