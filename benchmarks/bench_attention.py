@@ -33,10 +33,8 @@ and "steady" is left empty.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -46,7 +44,8 @@ from pathlib import Path
 import torch
 
 from transnext_deploy import __version__, create_model
-from transnext_deploy.bench import cpu_name, load_average
+from transnext_deploy.machine import cpu_name, load_average
+from transnext_deploy.memory import peak_rss_growth_mib, proc_status_kib, release_free_memory
 from transnext_deploy.models import transnext as transnext_module
 
 IMPLS = ("plain", "fast")  # the two implementations of the model (peak memory is probed for these)
@@ -55,49 +54,6 @@ MIB = 1024 * 1024
 
 
 # ----------------------------------------------------------------------------------- memory probe
-
-
-def _proc_status_kib(field: str) -> int | None:
-    try:
-        text = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    match = re.search(rf"^{field}:\s+(\d+) kB", text, re.MULTILINE)
-    return int(match.group(1)) if match else None
-
-
-def _reset_high_water_mark() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset VmHWM to the current RSS (Linux >= 4.0)
-        return True
-    except OSError:
-        return False
-
-
-def _release_free_memory() -> None:
-    """Hand memory that malloc keeps after frees back to the OS (glibc), so the baseline RSS is what
-    is live, not what an earlier call left in the allocator's free lists."""
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _peak_growth_mib(fn) -> float | None:
-    """Peak resident-set growth while fn() runs, in MiB; None when the kernel does not tell."""
-    _release_free_memory()
-    if not _reset_high_water_mark():
-        return None
-    before = _proc_status_kib("VmRSS")
-    fn()
-    peak = _proc_status_kib("VmHWM")
-    if before is None or peak is None:
-        return None
-    return (peak - before) / 1024
 
 
 def memory_probe(variant: str, resolution: int, impl: str, threads: int) -> dict:
@@ -109,18 +65,18 @@ def memory_probe(variant: str, resolution: int, impl: str, threads: int) -> dict
     model = create_model(variant, img_size=resolution, attention=impl).eval()
     x = torch.randn(1, 3, resolution, resolution)
     with torch.inference_mode():
-        first = _peak_growth_mib(lambda: model(x))
+        first = peak_rss_growth_mib(lambda: model(x))
         method = "VmHWM reset via /proc/self/clear_refs"
         if first is None:  # fall back to the process-lifetime maximum (includes model construction)
-            _release_free_memory()
-            rss = _proc_status_kib("VmRSS")
+            release_free_memory()
+            rss = proc_status_kib("VmRSS")
             base_kib = rss if rss is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             model(x)
             first = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_kib) / 1024
             steady = None
             method = "getrusage ru_maxrss (first call only)"
         else:
-            steady = _peak_growth_mib(lambda: model(x))
+            steady = peak_rss_growth_mib(lambda: model(x))
     return {"first_mib": first, "steady_mib": steady, "method": method}
 
 

@@ -18,7 +18,7 @@ grid // sr with sr 8/4/2, i.e. P = 49 at 224 and 144 at 384), with 1 and 2 threa
 
 Part 2, the whole model (tiny at 224, batch 1, 1 and 2 threads): onnxruntime on the custom-op graph
 (`model.aa_plugin.onnx`, the op through the host library) and on the standard graph (`model.onnx`),
-both through transnext_deploy.runtime.cpu_session (--without-spinning adds both with onnxruntime's
+both through transnext_deploy.backends.onnxrt.cpu_session (--without-spinning adds both with onnxruntime's
 worker-thread spinning off),
 and eager PyTorch with attention="fast" and, where this checkout has it, attention="fused". Both
 graphs are exported with transnext_deploy's export API (random seeded weights) into --work-dir,
@@ -53,8 +53,10 @@ import torch
 import torch.nn.functional as F
 
 from transnext_deploy import __version__
-from transnext_deploy.bench import cpu_name, ensure_artifacts, load_average, random_checkpoint, settle
-from transnext_deploy.ops.aggregated_attention import aggregated_attention_core, pool_grid
+from transnext_deploy.bench import settle
+from transnext_deploy.bench_artifacts import ensure_artifacts, random_checkpoint
+from transnext_deploy.machine import cpu_name, load_average
+from transnext_deploy.ops.aggregated_attention import aggregated_attention_core
 from transnext_deploy.plugin_host import aggregated_attention_host, kernel_name, load_host_library
 
 VARIANT = "tiny"
@@ -70,7 +72,7 @@ def stage_shapes(resolutions) -> list[dict]:
     for resolution in resolutions:
         for heads, sr, stride in STAGES:
             grid = resolution // stride
-            ph, pw = pool_grid(grid, grid, sr)
+            ph = pw = grid // sr  # the pool grid of a square stage grid
             shapes.append(dict(resolution=resolution, num_heads=heads, height=grid, width=grid, window_size=WINDOW,
                                pool_height=ph, pool_width=pw))
     return shapes
@@ -163,18 +165,17 @@ def measure_kernel(args) -> list[dict]:
 
 
 def measure_model(args, work_dir: Path) -> list[dict]:
-    from transnext_deploy.export import PLUGIN_FILE, STANDARD_FILE, ExportOptions, build_model
-    from transnext_deploy.models.transnext import ATTENTION_IMPLS
-    from transnext_deploy.runtime import cpu_session
+    from transnext_deploy.artifacts import PLUGIN_FILE, STANDARD_FILE
+    from transnext_deploy.backends.onnxrt import cpu_session
+    from transnext_deploy.export import ExportOptions, build_model
 
     resolution = (224, 224)
     checkpoint = random_checkpoint(VARIANT, args.seed, work_dir)
     artifact = ensure_artifacts(VARIANT, [resolution], checkpoint, work_dir, max(args.threads),
                                 progress=lambda r, s: print(f"  export {r[0]}x{r[1]}: {s}", file=sys.stderr,
                                                             flush=True))[resolution]
-    has_fused = "fused" in ATTENTION_IMPLS
     models = {}
-    for implementation in ("fast", "fused") if has_fused else ("fast",):
+    for implementation in ("fast", "fused"):
         models[implementation], _ = build_model(ExportOptions(VARIANT, checkpoint=str(checkpoint)), resolution)
         models[implementation].set_attention(implementation)
     x = np.random.default_rng(args.seed).standard_normal((1, 3, *resolution)).astype(np.float32)
@@ -199,10 +200,7 @@ def measure_model(args, work_dir: Path) -> list[dict]:
             times, cpu = interleaved(runners, args.model_runs, args.warmup)
         med = {n: statistics.median(t) for n, t in times.items()}
         rows.append({"threads": threads, "median_ms": med, "times_ms": times, "max_abs_vs_eager_fast": max_abs,
-                     "cpu_median_ms": {n: statistics.median(t) for n, t in cpu.items()},
-                     "fused_note": None if has_fused else
-                     'attention="fused" does not exist in this checkout (transnext_deploy.models.transnext.'
-                     f"ATTENTION_IMPLS = {ATTENTION_IMPLS}): row skipped"})
+                     "cpu_median_ms": {n: statistics.median(t) for n, t in cpu.items()}})
         print(f"  measured the model with {threads} thread(s)", file=sys.stderr, flush=True)
     return rows
 
@@ -257,8 +255,6 @@ def print_model(rows: list[dict]) -> None:
         if row["threads"] == 1:
             cpu = row["cpu_median_ms"]
             print("    CPU time of the calling thread: " + ", ".join(f"{n} {t:.1f}" for n, t in cpu.items()))
-        if row["fused_note"]:
-            print(f"    torch eager fused: {row['fused_note']}")
 
 
 def main(argv=None) -> int:

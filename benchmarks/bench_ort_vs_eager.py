@@ -7,7 +7,7 @@ side by side:
 * eager: `create_model(..., attention="plain")` — the published math — under torch.inference_mode()
   with torch.set_num_threads(THREADS);
 * ort: the exported `model.onnx` (standard ops) in an onnxruntime CPU session with
-  intra_op_num_threads=THREADS, inter_op_num_threads=1 (transnext_deploy.runtime.cpu_session).
+  intra_op_num_threads=THREADS, inter_op_num_threads=1 (transnext_deploy.backends.onnxrt.cpu_session).
 
 Both hold the same weights (a seeded random checkpoint, or --checkpoint) and run the same image.
 After warm-up, the timed passes are interleaved ABBA (eager, ort, ort, eager, ...) so drift and
@@ -43,10 +43,12 @@ import numpy as np
 import torch
 
 from transnext_deploy import __version__
-from transnext_deploy.bench import (bench_input, cpu_name, default_work_dir, ensure_artifacts, load_average,
-                                    random_checkpoint, settle)
-from transnext_deploy.export import STANDARD_FILE, ExportOptions, build_model
-from transnext_deploy.runtime import cpu_session
+from transnext_deploy.artifacts import STANDARD_FILE
+from transnext_deploy.backends.onnxrt import cpu_session
+from transnext_deploy.bench import settle
+from transnext_deploy.bench_artifacts import bench_input, default_work_dir, ensure_artifacts, random_checkpoint
+from transnext_deploy.export import ExportOptions, build_model
+from transnext_deploy.machine import cpu_name, load_average
 
 TARGETS = {224: 2.5, 384: 3.0}  # issue 5: onnxruntime-CPU(exported graph) / eager(plain) speed-up
 

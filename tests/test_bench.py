@@ -13,19 +13,13 @@ import torch
 from typer.main import get_command
 from typer.testing import CliRunner
 
-import transnext_deploy.cli_bench  # noqa: F401 - registers `bench` on the app
-from transnext_deploy.bench import (
-    BACKENDS,
-    BenchError,
-    BenchOptions,
-    _reset_high_water_mark,
-    ensure_artifacts,
-    load_report,
-    plot_report,
-    run_bench,
-)
+from transnext_deploy.bench import BACKENDS, BenchError, BenchOptions, run_bench
+from transnext_deploy.bench_artifacts import ensure_artifacts
+from transnext_deploy.bench_plot import plot_report
+from transnext_deploy.bench_report import load_report
 from transnext_deploy.cli import app
 from transnext_deploy.engine import tensorrt_status
+from transnext_deploy.memory import reset_high_water_mark
 
 from helpers import perturbed_checkpoint
 
@@ -88,7 +82,7 @@ def test_latency_throughput_memory_fields(bench_setup):
         assert r.throughput_img_s == pytest.approx(r.batch * 1000 / lat["mean"])
         assert r.first_call_ms is not None and r.first_call_ms > 0
         assert len(r.times_ms) == r.runs and min(r.times_ms) == pytest.approx(lat["min"], abs=1e-3)
-        if _reset_high_water_mark():
+        if reset_high_water_mark():
             assert r.memory_mib is not None and r.memory_mib >= 0 and "RSS" in r.memory_method
 
 
@@ -100,7 +94,7 @@ def test_without_warmup_the_first_timed_pass_is_measured(bench_setup):
     assert [r.backend for r in report.rows] == ["torch-fast", "ort-cpu"]
     for r in report.rows:
         assert r.ok and r.runs == 2 and r.first_call_ms == pytest.approx(r.times_ms[0], abs=1e-3)
-        if _reset_high_water_mark():
+        if reset_high_water_mark():
             assert r.memory_mib is not None
 
 

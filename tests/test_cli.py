@@ -17,7 +17,8 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from transnext_deploy import __version__, create_model, plugin_build
-from transnext_deploy.checkpoint import official_weights, sha256sum
+from transnext_deploy.artifacts import sha256sum
+from transnext_deploy.checkpoint import official_weights
 from transnext_deploy.cli import app
 
 # Wide, colourless help so every option name is printed whole.

@@ -29,16 +29,16 @@ import onnx
 import pytest
 import torch
 
+from transnext_deploy.artifacts import sha256sum
+from transnext_deploy.backends.trt import TensorRTRunner
 from transnext_deploy.engine import (
     EngineError,
-    TensorRTRunner,
     TensorRTUnavailable,
     build_engines_for_artifact,
-    cuda_devices,
     resolve_plugin_library,
-    sha256_file,
     tensorrt_status,
 )
+from transnext_deploy.machine import cuda_devices
 from transnext_deploy.validation import error_stats, top1_agreement
 
 # ------------------------------------------------------------------------------------------ CPU
@@ -148,8 +148,8 @@ def test_engines_match_pytorch(tmp_path, plugin_library):
         assert meta["gpu"]["compute_capability"] == f"{major}.{minor}" and meta["gpu"]["name"]
         assert meta["resolution"] == [64, 64]
         assert meta["batch_profile"] == {"min": 1, "opt": 8, "max": 32}
-        assert meta["source_onnx"] == {"file": PLUGIN_FILE, "sha256": sha256_file(os.path.join(artifact, PLUGIN_FILE))}
-        assert meta["engine_sha256"] == sha256_file(path) and meta["tf32"] is False
+        assert meta["source_onnx"] == {"file": PLUGIN_FILE, "sha256": sha256sum(os.path.join(artifact, PLUGIN_FILE))}
+        assert meta["engine_sha256"] == sha256sum(path) and meta["tf32"] is False
 
     mtimes = [p.stat().st_mtime_ns for p in paths]
     again = build_engines_for_artifact(artifact, ("fp32", "fp16"), plugin_library=plugin_library, timing_cache=cache)

@@ -339,7 +339,7 @@ def test_fused_backbone_at_a_non_square_size():
 
 
 def test_unknown_attention_is_refused():
-    with pytest.raises(ValueError, match="'fused'"):
+    with pytest.raises(ValueError, match="fast, plain or fused, got 'fussed'"):
         create_model("micro", attention="fussed")
 
 

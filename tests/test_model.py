@@ -437,9 +437,9 @@ def test_classifier_rejects_other_sizes_with_a_hint():
 
 
 def test_bad_options_are_refused():
-    with pytest.raises(ValueError, match="position_bias must be one of"):
+    with pytest.raises(ValueError, match="position_bias must be extrapolate or interpolate"):
         create_model("micro", position_bias="nearest")
-    with pytest.raises(ValueError, match="attention must be one of"):
+    with pytest.raises(ValueError, match="attention must be fast, plain or fused"):
         create_model("micro", attention="flash")
     with pytest.raises(ValueError, match="pretrain_size"):
         create_model("micro", pretrain_size=32)

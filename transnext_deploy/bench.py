@@ -30,8 +30,11 @@ device="cuda" on a machine where torch sees no GPU, the torch-* rows say so and 
 
 Artifacts come from `export.export()` into a work directory (default: the user cache) and are
 reused while their manifest matches (variant, resolution, weights, opset) and the export code is
-unchanged. Without a checkpoint, a seeded random checkpoint is written first, so the reference and
+unchanged (bench_artifacts.py). Without a checkpoint, a seeded random checkpoint is written first, so the reference and
 every artifact hold the same weights across processes and runs.
+
+This module plans and orchestrates; the backends are those of `transnext_deploy.backends`, the
+rows and the report are in bench_report.py and the figure in bench_plot.py.
 
 Memory (be clear what it is):
   CPU backends: peak resident-set growth of this process during the backend's warm-up passes
@@ -46,37 +49,40 @@ Memory (be clear what it is):
 from __future__ import annotations
 
 import copy
-import ctypes
-import gc
-import hashlib
-import json
-import math
 import os
-import platform
-import re
-import shlex
 import time
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .artifacts import PLUGIN_FILE, STANDARD_FILE, export_steps
+from .backends.base import Backend, NoProbe
+from .bench_artifacts import (
+    bench_input,
+    default_work_dir,
+    ensure_artifacts,
+    polygraphy_commands,
+    random_checkpoint,
+    save_polygraphy_data,
+)
+from .bench_report import BenchError, BenchReport, BenchRow, machine_info
+from .errors import InvalidArgumentError, one_line
+from .machine import available_cpus
+from .memory import release_free_memory
+from .models import VARIANTS, resolve_variant
+from .models.config import check_input_size
+from .resolution import pair
 
 BACKENDS = ("torch-plain", "torch-fast", "torch-fused", "torch-compile", "ort-cpu", "ort-cpu-custom", "ort-cuda",
             "tensorrt-fp32", "tensorrt-fp16")
 TORCH_BACKENDS = ("torch-plain", "torch-fast", "torch-fused", "torch-compile")  # run where --device says
 CPU_OPT_IN = ("torch-compile",)  # skipped on the CPU unless asked for by name
+DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_VARIANT = "tiny"
 DEFAULT_RESOLUTIONS = (224, 384)
 DEFAULT_BATCHES = (1,)
-REFERENCE = "pytorch-plain-fp32"
-INPUT_NAME = "images"
-MIB = 1 << 20
-
-
-class BenchError(ValueError):
-    """Bad benchmark options; str() is one line."""
 
 
 @dataclass
@@ -98,98 +104,11 @@ class BenchOptions:
     memory: bool = True
 
 
-@dataclass
-class BenchRow:
-    backend: str
-    resolution: tuple[int, int]
-    batch: int
-    status: str  # "ok", "not available" (missing here), "skipped" (opt-in), "failed" (raised while running)
-    reason: str = ""
-    device: str = ""
-    graph: str = ""
-    runs: int = 0
-    warmup: int = 0
-    first_call_ms: float | None = None
-    latency_ms: dict = field(default_factory=dict)  # p50, p90, p99, mean, min, max
-    times_ms: list[float] = field(default_factory=list)  # every timed pass, in order
-    throughput_img_s: float | None = None
-    memory_mib: float | None = None
-    memory_method: str = ""
-    accuracy: dict = field(default_factory=dict)  # max_abs, mean_abs, relative, cosine, top1_agreement
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def status_text(self) -> str:
-        return self.status if self.ok else f"{self.status}: {self.reason}"
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["resolution"] = list(self.resolution)
-        d["status_text"] = self.status_text
-        return d
-
-
-@dataclass
-class BenchReport:
-    meta: dict
-    rows: list[BenchRow]
-    polygraphy: list[dict]
-    seconds: float
-
-    def as_dict(self) -> dict:
-        return {"meta": self.meta, "rows": [r.as_dict() for r in self.rows], "polygraphy": self.polygraphy,
-                "seconds": self.seconds}
-
-    def write_json(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.as_dict(), indent=2, default=_json_default))
-        return path
-
-
-def load_report(path: str | os.PathLike) -> BenchReport:
-    """A report written by `BenchReport.write_json` (e.g. to plot it again)."""
-    data = json.loads(Path(path).read_text())
-    names = set(BenchRow.__dataclass_fields__)
-    rows = []
-    for d in data["rows"]:
-        d = {k: v for k, v in d.items() if k in names}
-        d["resolution"] = tuple(d["resolution"])
-        rows.append(BenchRow(**d))
-    return BenchReport(data["meta"], rows, data.get("polygraphy", []), data.get("seconds", 0.0))
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
 Progress = Callable[[str, float, "float | None"], None]  # (description, completed, total or None: unknown)
 
 
 # ---------------------------------------------------------------------------------------------
 # options
-
-
-def _pair(size) -> tuple[int, int]:
-    if isinstance(size, int):
-        return (size, size)
-    h, w = size
-    return (int(h), int(w))
-
-
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 @dataclass
@@ -205,12 +124,11 @@ class _Plan:
 
 
 def check_options(options: BenchOptions) -> _Plan:
-    """Refuse bad options before any work."""
-    from .models import VARIANTS, create_model
-
-    variant = options.variant.removeprefix("transnext_")
-    if variant not in VARIANTS:
-        raise BenchError(f"unknown size {options.variant!r}; choose one of {', '.join(VARIANTS)}")
+    """Refuse bad options before any work (no model is built)."""
+    try:
+        variant = resolve_variant(options.variant, "size")
+    except InvalidArgumentError as exc:
+        raise BenchError(str(exc)) from None
     if options.backends is None:
         backends, explicit = list(BACKENDS), set()
     else:
@@ -226,15 +144,15 @@ def check_options(options: BenchOptions) -> _Plan:
         backends.sort(key=BACKENDS.index)
         if not backends:
             raise BenchError("no backend given")
-    resolutions = [_pair(r) for r in options.resolutions]
+    resolutions = [pair(r) for r in options.resolutions]
     if not resolutions:
         raise BenchError("no resolution given")
     for h, w in resolutions:
         if h < 1 or w < 1:
             raise BenchError(f"resolution {h}x{w} must be positive")
         try:
-            create_model(variant, img_size=(h, w))
-        except ValueError as exc:
+            check_input_size(VARIANTS[variant], h, w, variant)
+        except InvalidArgumentError as exc:
             raise BenchError(f"unsupported resolution {h}x{w}: {exc}") from None
     resolutions = list(dict.fromkeys(resolutions))
     batches = list(dict.fromkeys(int(b) for b in options.batches))
@@ -262,7 +180,7 @@ def _torch_device(device: str) -> tuple[str, str | None]:
     backends then get "not available" rows with that reason."""
     import torch
 
-    if device not in ("auto", "cpu", "cuda"):
+    if device not in DEVICES:
         raise BenchError(f"device must be auto, cpu or cuda, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
@@ -296,9 +214,13 @@ def backend_availability(backends: Sequence[str], device: str, explicit: set[str
         if b == "torch-fused":
             reason = _fused_op_problem(device)
         elif b == "ort-cpu-custom":
-            reason = _custom_op_problem(threads)
+            from .backends.onnxrt import custom_op_problem
+
+            reason = custom_op_problem(threads)
         elif b == "ort-cuda":
-            reason = _ort_cuda_problem()
+            from .backends.onnxrt import ort_cuda_problem
+
+            reason = ort_cuda_problem()
         elif b.startswith("tensorrt-"):
             if trt_status is None:
                 from .engine import tensorrt_status
@@ -315,364 +237,6 @@ def _fused_op_problem(device: str) -> str | None:
 
     description = implementation(device)
     return description.removeprefix("not available: ") if description.startswith("not available") else None
-
-
-def _custom_op_problem(threads: int | None) -> str | None:
-    try:
-        from .runtime import register_cpu_custom_op
-
-        register_cpu_custom_op(threads)  # the op's own threads (first registration in the process wins)
-    except Exception as exc:  # noqa: BLE001 - any failure to provide the op is the reason
-        return "the CPU custom op cannot be registered: " + _one_line(exc)
-    return None
-
-
-def _ort_cuda_problem() -> str | None:
-    import onnxruntime as ort
-
-    from .engine import cuda_devices
-
-    problems = []
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        problems.append(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (a CPU build; "
-                        "install onnxruntime-gpu)")
-    _, no_gpu = cuda_devices()
-    if no_gpu:
-        problems.append(no_gpu)
-    return "; ".join(problems) or None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
-# ---------------------------------------------------------------------------------------------
-# artifacts
-
-
-def default_work_dir() -> Path:
-    from .checkpoint import cache_dir
-
-    return cache_dir() / "bench"
-
-
-def _code_fingerprint() -> str:
-    """sha256 of the sources that decide what an export contains."""
-    root = Path(__file__).resolve().parent
-    files = sorted([root / "export.py", root / "rewrite.py", *root.glob("models/*.py"), *root.glob("ops/*.py")])
-    digest = hashlib.sha256()
-    for f in files:
-        if f.is_file():
-            digest.update(f.name.encode())
-            digest.update(f.read_bytes())
-    return digest.hexdigest()
-
-
-def random_checkpoint(variant: str, seed: int, work_dir: Path) -> Path:
-    """A seeded random checkpoint, written once: export and reference then share weights exactly."""
-    import torch
-
-    from .models import create_model
-
-    path = work_dir / f"transnext_{variant}_random_seed{seed}.pth"
-    if path.is_file():
-        return path
-    torch.manual_seed(seed)
-    model = create_model(variant)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"model": model.state_dict()}, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def _reusable(directory: Path, key: dict) -> bool:
-    manifest_path = directory / "manifest.json"
-    key_path = directory.parent / f"{directory.name}.bench-key.json"
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        stored_key = json.loads(key_path.read_text())
-    except (OSError, ValueError):
-        return False
-    if stored_key != key:
-        return False
-    if (manifest.get("variant"), manifest.get("resolution"), manifest.get("mode")) != \
-            (key["variant"], key["resolution"], "classify"):
-        return False
-    if (manifest.get("weights") or {}).get("sha256") != key["weights_sha256"]:
-        return False
-    for name, info in (manifest.get("files") or {}).items():
-        path = directory / name
-        if not path.is_file() or path.stat().st_size != info.get("bytes"):
-            return False
-    from .export import PLUGIN_FILE, STANDARD_FILE
-
-    return all((directory / f).is_file() for f in (STANDARD_FILE, PLUGIN_FILE))
-
-
-def ensure_artifacts(variant: str, resolutions: Sequence[tuple[int, int]], checkpoint: str | os.PathLike,
-                     work_dir: Path, threads: int = 2,
-                     progress: Callable[[tuple[int, int], str], None] | None = None) -> dict[tuple[int, int], Path]:
-    """Exported artifact directories for every resolution, exporting only those not already there."""
-    from .checkpoint import sha256sum
-    from .export import DEFAULT_OPSET, ExportOptions, artifact_name, export
-
-    weights_sha = sha256sum(checkpoint)
-    fingerprint = _code_fingerprint()
-    found, missing, keys = {}, [], {}
-    for r in resolutions:
-        directory = work_dir / artifact_name(variant, "classify", r)
-        keys[r] = {"variant": variant, "resolution": list(r), "weights_sha256": weights_sha, "opset": DEFAULT_OPSET,
-                   "code": fingerprint}
-        if _reusable(directory, keys[r]):
-            found[r] = directory
-        else:
-            missing.append(r)
-    if missing:
-        options = ExportOptions(variant, resolutions=missing, checkpoint=str(checkpoint), output_dir=work_dir,
-                                threads=threads, opset=DEFAULT_OPSET)
-        for result in export(options, progress=progress):
-            r = tuple(result.resolution)
-            directory = Path(result.directory)
-            (directory.parent / f"{directory.name}.bench-key.json").write_text(json.dumps(keys[r], indent=2))
-            found[r] = directory
-    return {r: found[r] for r in resolutions}
-
-
-# ---------------------------------------------------------------------------------------------
-# memory
-
-
-def _proc_status_kib(key: str) -> int | None:
-    try:
-        text = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    match = re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE)
-    return int(match.group(1)) if match else None
-
-
-def _release_free_memory() -> None:
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _reset_high_water_mark() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-class _RssProbe:
-    method = "peak RSS growth during the warm-up passes over the loaded backend (VmHWM)"
-
-    def start(self) -> None:
-        _release_free_memory()
-        self.base = _proc_status_kib("VmRSS")
-        self.ok = self.base is not None and _reset_high_water_mark()
-
-    def stop(self) -> float | None:
-        peak = _proc_status_kib("VmHWM")
-        if not self.ok or peak is None:
-            return None
-        return max(0.0, (peak - self.base) / 1024)
-
-
-class _TorchCudaProbe:
-    method = "torch CUDA allocator peak over the memory allocated before the passes"
-
-    def __init__(self, extra_bytes: int = 0, method: str | None = None):
-        self.extra = extra_bytes
-        if method:
-            self.method = method
-
-    def start(self) -> None:
-        import torch
-
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        self.base = torch.cuda.memory_allocated()
-
-    def stop(self) -> float | None:
-        import torch
-
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - self.base + self.extra) / MIB
-
-
-class _DriverProbe:
-    method = "growth of the GPU memory in use (cudaMemGetInfo) from before loading the backend"
-
-    def __init__(self, free_before_load: int | None):
-        self.before = free_before_load
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> float | None:
-        free = _cuda_free_bytes()
-        if free is None or self.before is None:
-            return None
-        return max(0.0, (self.before - free) / MIB)
-
-
-class _NoProbe:
-    method = "not measured"
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        return None
-
-
-def _cuda_free_bytes() -> int | None:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return int(torch.cuda.mem_get_info()[0])
-    except Exception:  # noqa: BLE001
-        pass
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
-# backends: load once per resolution, then call on a prepared input
-
-
-class _Backend:
-    graph = "eager"
-    device = "cpu"
-    notes: tuple[str, ...] = ()
-
-    def prepare(self, x: np.ndarray):
-        return x
-
-    def __call__(self, prepared):
-        raise NotImplementedError
-
-    def to_numpy(self, out) -> np.ndarray:
-        return np.asarray(out)
-
-    def probe(self):
-        return _RssProbe()
-
-    def close(self) -> None:
-        pass
-
-
-class _TorchBackend(_Backend):
-    def __init__(self, model, device: str, compile_model: bool = False):
-        import torch
-
-        self.torch = torch
-        self.device = device
-        self.model = model.to(device)
-        if compile_model:
-            self.model = torch.compile(self.model, dynamic=False)
-            self.graph = "torch.compile (inductor)"
-
-    def prepare(self, x):
-        return self.torch.from_numpy(x).to(self.device)
-
-    def __call__(self, prepared):
-        if self.graph != "eager":  # torch.compile: keep dynamo's warnings out of the progress display
-            with warnings.catch_warnings(), self.torch.inference_mode():
-                warnings.simplefilter("ignore")
-                out = self.model(prepared)
-        else:
-            with self.torch.inference_mode():
-                out = self.model(prepared)
-        if self.device == "cuda":
-            self.torch.cuda.synchronize()
-        return out
-
-    def to_numpy(self, out):
-        return out.float().cpu().numpy()
-
-    def probe(self):
-        return _TorchCudaProbe() if self.device == "cuda" else _RssProbe()
-
-
-class _OrtCpuBackend(_Backend):
-    def __init__(self, path: Path, threads: int):
-        from .runtime import cpu_session
-
-        self.graph = path.name
-        self.session = cpu_session(path, threads=threads)
-
-    def __call__(self, prepared):
-        return self.session.run(None, {INPUT_NAME: prepared})[0]
-
-
-class _OrtCudaBackend(_Backend):
-    device = "cuda"
-    notes = ("numpy in and out: host<->device copies are inside the timing",)
-
-    def __init__(self, path: Path):
-        import onnxruntime as ort
-
-        self.free_before = _cuda_free_bytes()
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        self.graph = path.name
-        self.session = ort.InferenceSession(str(path), options,
-                                            providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-        if "CUDAExecutionProvider" not in self.session.get_providers():
-            raise RuntimeError("onnxruntime fell back to the CPU: the CUDA execution provider did not load")
-
-    def __call__(self, prepared):
-        return self.session.run(None, {INPUT_NAME: prepared})[0]
-
-    def probe(self):
-        return _DriverProbe(self.free_before)
-
-
-class _TensorRTBackend(_Backend):
-    device = "cuda"
-
-    def __init__(self, artifact: Path, precision: str, batches: Sequence[int], plugin_library):
-        from .engine import DEFAULT_BATCH_PROFILE, TensorRTRunner, build_engine
-        from .export import PLUGIN_FILE
-
-        biggest = max(batches)
-        profile = DEFAULT_BATCH_PROFILE if biggest <= DEFAULT_BATCH_PROFILE[2] else (1, biggest, biggest)
-        built = build_engine(artifact / PLUGIN_FILE, precision, batch_profile=profile, plugin_library=plugin_library)
-        self.graph = built.path.name
-        self.notes = (("engine reused" if built.reused else f"engine built in {built.metadata['build_seconds']} s"),
-                      "input already on the GPU: no host copies in the timing")
-        self.runner = TensorRTRunner(built.path, plugin_library)
-        self.on_torch = self.runner._torch is not None
-
-    def prepare(self, x):
-        if self.on_torch:
-            import torch
-
-            return torch.from_numpy(x).cuda()
-        return x
-
-    def __call__(self, prepared):
-        return self.runner.infer_device(prepared)[0] if self.on_torch else self.runner(prepared)[0]
-
-    def to_numpy(self, out):
-        return out.float().cpu().numpy() if self.on_torch else np.asarray(out)
-
-    def probe(self):
-        scratch = self.runner.device_memory_bytes or 0
-        if self.on_torch:
-            return _TorchCudaProbe(scratch, "execution-context scratch (engine.device_memory_size) + I/O tensors "
-                                            "(torch allocator peak)")
-        return _NoProbe()
-
-    def close(self):
-        self.runner.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -698,7 +262,7 @@ def settle() -> None:
     time.sleep(SETTLE_SECONDS)
 
 
-def _measure_case(loaded: dict[str, _Backend], resolution: tuple[int, int], batch: int, case, plan: _Plan,
+def _measure_case(loaded: dict[str, Backend], resolution: tuple[int, int], batch: int, case, plan: _Plan,
                   options: BenchOptions, tick: Callable[[str], None]) -> list[BenchRow]:
     """One resolution x batch for every loaded backend: per backend its warm-up passes (memory is
     measured around them), then timed passes interleaved across backends round by round, in
@@ -713,7 +277,7 @@ def _measure_case(loaded: dict[str, _Backend], resolution: tuple[int, int], batc
                                     device=_device_label(backend.device, plan.threads), notes=list(backend.notes))
         if name == "torch-plain" and backend.device == "cpu":
             row.notes.append("this is the reference")
-        probe = backend.probe() if options.memory else _NoProbe()
+        probe = backend.probe() if options.memory else NoProbe()
         row.memory_method = probe.method
         st = state[name] = {"backend": backend, "probe": probe, "times": [], "out": None, "first": None}
         try:
@@ -723,7 +287,7 @@ def _measure_case(loaded: dict[str, _Backend], resolution: tuple[int, int], batc
                 for i in range(options.warmup):
                     tick(f"{name} warm-up {i + 1}/{options.warmup}")
                     start = time.perf_counter()
-                    st["out"] = backend(st["prepared"])
+                    st["out"] = backend.run(st["prepared"])
                     if st["first"] is None:
                         st["first"] = (time.perf_counter() - start) * 1000
                 row.memory_mib = probe.stop()
@@ -745,7 +309,7 @@ def _measure_case(loaded: dict[str, _Backend], resolution: tuple[int, int], batc
                 if measure_memory:
                     st["probe"].start()
                 start = time.perf_counter()
-                st["out"] = st["backend"](st["prepared"])
+                st["out"] = st["backend"].run(st["prepared"])
                 elapsed = (time.perf_counter() - start) * 1000
                 if measure_memory:
                     rows[name].memory_mib = st["probe"].stop()
@@ -763,7 +327,7 @@ def _measure_case(loaded: dict[str, _Backend], resolution: tuple[int, int], batc
 
     for name, st in state.items():
         row, times = rows[name], st["times"]
-        output = st["backend"].to_numpy(st["out"])
+        output = st["backend"].to_numpy(st["out"])[0]
         try:
             stats = error_stats(reference, output).as_dict()
         except ValueError as exc:  # shape mismatch
@@ -785,109 +349,14 @@ def _measure_case(loaded: dict[str, _Backend], resolution: tuple[int, int], batc
 
 
 def _fail(row: BenchRow, name: str, exc: BaseException) -> None:
-    row.status, row.reason = "failed", _one_line(exc)
+    row.status, row.reason = "failed", one_line(exc)
     row.memory_mib = None
     if name == "torch-compile":
         row.status, row.reason = "not available", "torch.compile failed: " + row.reason
 
 
 # ---------------------------------------------------------------------------------------------
-# inputs, reference, polygraphy
-
-
-def bench_input(resolution: tuple[int, int], batch: int, seed: int) -> np.ndarray:
-    """A batch of ImageNet-normalised images: the sample photo shipped with matplotlib first (when
-    installed), then seeded uniform noise."""
-    from .export import IMAGENET_MEAN, IMAGENET_STD, validation_inputs
-
-    h, w = resolution
-    named = validation_inputs(resolution, seed)
-    first = named.get("photo_grace_hopper", named["uniform_image"])
-    g = np.random.default_rng(seed + 1)
-    rest = ((g.random((batch - 1, h, w, 3), dtype=np.float32) - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(np.concatenate([first, rest])[:batch], dtype=np.float32)
-
-
-def _save_polygraphy_data(directory: Path, x: np.ndarray, reference: np.ndarray) -> tuple[Path, Path]:
-    from polygraphy.comparator import IterationResult, RunResults
-    from polygraphy.json import save_json
-    from polygraphy.logger import G_LOGGER
-
-    directory.mkdir(parents=True, exist_ok=True)
-    inputs, outputs = directory / "inputs.json", directory / "reference.json"
-    previous = G_LOGGER.module_severity
-    G_LOGGER.module_severity = G_LOGGER.ERROR  # no "[I] Saving ..." lines amid the progress display
-    try:
-        save_json([{INPUT_NAME: x}], str(inputs))
-        results = RunResults()
-        results.append((REFERENCE, [IterationResult({"logits": reference}, runner_name=REFERENCE)]))
-        results.save(str(outputs))
-    finally:
-        G_LOGGER.module_severity = previous
-    return inputs, outputs
-
-
-def polygraphy_commands(artifact: Path, inputs: Path, outputs: Path, batch: int, resolution: tuple[int, int]
-                        ) -> dict[str, str]:
-    """`polygraphy run` command lines that repeat this comparison against the saved PyTorch outputs."""
-    from .engine import ENGINE_TOLERANCES
-    from .export import FUNCTION_FILE, PLUGIN_FILE, STANDARD_FILE
-
-    fp32, fp16 = (f"--atol {t.atol:g} --rtol {t.rtol:g}" for t in (ENGINE_TOLERANCES["fp32"], ENGINE_TOLERANCES["fp16"]))
-    h, w = resolution
-    shape = f"{INPUT_NAME}:[{batch},3,{h},{w}]"
-    data = f"--load-inputs {shlex.quote(str(inputs))} --load-outputs {shlex.quote(str(outputs))}"
-    trt_shapes = f"--trt-min-shapes {shape} --trt-opt-shapes {shape} --trt-max-shapes {shape}"
-    def q(name: str) -> str:
-        return shlex.quote(str(artifact / name))
-
-    return {
-        "ort-cpu": f"polygraphy run {q(STANDARD_FILE)} --onnxrt {data} {fp32}",
-        "ort-cpu-function-form": f"polygraphy run {q(FUNCTION_FILE)} --onnxrt {data} {fp32}",
-        # polygraphy leaves TF32 off unless --tf32 is given, like the fp32 engines built here
-        "tensorrt-fp32": f"polygraphy run {q(PLUGIN_FILE)} --trt --plugins $TRANSNEXT_AA_PLUGIN {trt_shapes} {data} "
-                         f"{fp32}",
-        "tensorrt-fp16": f"polygraphy run {q(PLUGIN_FILE)} --trt --fp16 --plugins $TRANSNEXT_AA_PLUGIN {trt_shapes} "
-                         f"{data} {fp16}",
-    }
-
-
-# ---------------------------------------------------------------------------------------------
 # the run
-
-
-def cpu_name() -> str:
-    """The CPU model as /proc/cpuinfo names it, else what the platform module knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> float | None:
-    """The 1-minute load average (None where the OS does not tell): above the thread count, other
-    work shared the CPUs with the timed runs."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
-
-
-def _machine(threads: int, device: str) -> dict:
-    import onnxruntime as ort
-    import torch
-
-    info = {"cpu": cpu_name(), "cpus_available": available_cpus(), "threads": threads, "torch_device": device,
-            "torch": torch.__version__, "onnxruntime": ort.__version__, "python": platform.python_version()}
-    if device == "cuda" and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    load = load_average()
-    if load is not None:
-        info["load_average_1min"] = load
-    return info
 
 
 def run_bench(options: BenchOptions, progress: Progress | None = None) -> BenchReport:
@@ -895,6 +364,7 @@ def run_bench(options: BenchOptions, progress: Progress | None = None) -> BenchR
     import torch
 
     from . import __version__
+    from .engine import plan_engines
     from .export import ExportOptions, build_model
 
     started = time.perf_counter()
@@ -911,10 +381,11 @@ def run_bench(options: BenchOptions, progress: Progress | None = None) -> BenchR
     runnable = [b for b in plan.backends if availability[b] is None]
     needs_artifacts = any(b.startswith(("ort-", "tensorrt-")) for b in runnable)
 
+    engines = plan_engines(plugin_library=options.plugin_library) if needs_artifacts else None
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(plan.threads)
     n_res, n_batch = len(plan.resolutions), len(plan.batches)
-    export_units = 5 * n_res if needs_artifacts else 0
+    export_units = n_res * len(export_steps(engines.precisions)) if engines is not None else 0
     total = export_units + n_res * n_batch * (1 + len(plan.backends))
     done = 0.0
 
@@ -947,7 +418,8 @@ def run_bench(options: BenchOptions, progress: Progress | None = None) -> BenchR
                 step(f"export {resolution[0]}x{resolution[1]}: {what}", 1)
 
             step("checking exported artifacts")
-            artifacts = ensure_artifacts(plan.variant, plan.resolutions, checkpoint, work_dir, plan.threads, on_export)
+            artifacts = ensure_artifacts(plan.variant, plan.resolutions, checkpoint, work_dir, plan.threads, on_export,
+                                         engines)
             step("artifacts ready", export_units - exported)
 
         rows: list[BenchRow] = []
@@ -966,14 +438,14 @@ def run_bench(options: BenchOptions, progress: Progress | None = None) -> BenchR
                 cases[batch] = (x, reference)
                 if resolution in artifacts:
                     sub = work_dir / "polygraphy" / f"{artifacts[resolution].name}_b{batch}"
-                    inputs, outputs = _save_polygraphy_data(sub, x, reference)
+                    inputs, outputs = save_polygraphy_data(sub, x, reference)
                     poly.append({"resolution": list(resolution), "batch": batch, "inputs": str(inputs),
                                  "reference": str(outputs),
                                  "commands": polygraphy_commands(artifacts[resolution], inputs, outputs, batch,
                                                                  resolution)})
                 step(f"{label} b{batch}: reference done", 1)
 
-            loaded: dict[str, _Backend] = {}
+            loaded: dict[str, Backend] = {}
             try:
                 for name in plan.backends:
                     unavailable = availability[name]
@@ -985,7 +457,7 @@ def run_bench(options: BenchOptions, progress: Progress | None = None) -> BenchR
                     try:
                         loaded[name] = _load_backend(name, plain, fast, artifacts.get(resolution), plan, options)
                     except Exception as exc:  # noqa: BLE001 - a backend that cannot load is reported, not fatal
-                        rows += [BenchRow(name, resolution, b, "not available", _one_line(exc)) for b in plan.batches]
+                        rows += [BenchRow(name, resolution, b, "not available", one_line(exc)) for b in plan.batches]
                         step(f"{label}: {name} not available", len(plan.batches))
                 for batch in plan.batches:
                     rows += _measure_case(loaded, resolution, batch, cases[batch], plan, options,
@@ -995,9 +467,9 @@ def run_bench(options: BenchOptions, progress: Progress | None = None) -> BenchR
                 for backend in loaded.values():
                     backend.close()
                 loaded.clear()
-                _release_free_memory()
+                release_free_memory()
             del fast, plain
-            _release_free_memory()
+            release_free_memory()
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -1014,7 +486,7 @@ def run_bench(options: BenchOptions, progress: Progress | None = None) -> BenchR
         "weights": weights_note, "checkpoint": str(checkpoint),
         "work_dir": str(work_dir),
         "artifacts": {f"{r[0]}x{r[1]}": str(p) for r, p in artifacts.items()},
-        "machine": _machine(plan.threads, plan.device),
+        "machine": machine_info(plan.threads, plan.device),
         "transnext_deploy": __version__,
         "throughput": "batch / mean latency",
         "latency": "wall time of one call, host perf_counter; CUDA work synchronised before the clock stops",
@@ -1027,234 +499,37 @@ def _device_label(device: str, threads: int) -> str:
     return f"cpu ({threads} threads)" if device == "cpu" else device
 
 
-def _load_backend(name: str, plain, fast, artifact: Path | None, plan: _Plan, options: BenchOptions) -> _Backend:
-    from .export import PLUGIN_FILE, STANDARD_FILE
+def _load_backend(name: str, plain, fast, artifact: Path | None, plan: _Plan, options: BenchOptions) -> Backend:
+    if name.startswith("torch-"):
+        from .backends.pytorch import TorchBackend
 
-    if name == "torch-plain":
-        return _TorchBackend(plain, plan.device)
-    if name == "torch-fast":
-        return _TorchBackend(fast, plan.device)
-    if name == "torch-fused":
-        from .ops.fused_op import implementation
+        if name == "torch-plain":
+            return TorchBackend(plain, plan.device)
+        if name == "torch-fast":
+            return TorchBackend(fast, plan.device)
+        if name == "torch-fused":
+            from .ops.fused_op import implementation
 
-        backend = _TorchBackend(copy.deepcopy(fast).set_attention("fused"), plan.device)
-        backend.notes = (f"fused op: {implementation(plan.device)}",)
-        return backend
-    if name == "torch-compile":
-        backend = _TorchBackend(copy.deepcopy(fast), plan.device, compile_model=True)
-        return backend
+            backend = TorchBackend(copy.deepcopy(fast).set_attention("fused"), plan.device)
+            backend.notes = (f"fused op: {implementation(plan.device)}",)
+            return backend
+        if name == "torch-compile":
+            return TorchBackend(copy.deepcopy(fast), plan.device, compile_model=True)
     assert artifact is not None
-    if name == "ort-cpu":
-        return _OrtCpuBackend(artifact / STANDARD_FILE, plan.threads)
-    if name == "ort-cpu-custom":
-        return _OrtCpuBackend(artifact / PLUGIN_FILE, plan.threads)
-    if name == "ort-cuda":
-        return _OrtCudaBackend(artifact / STANDARD_FILE)
+    if name.startswith("ort-"):
+        from .backends.onnxrt import OrtCpuBackend, OrtCudaBackend
+
+        if name == "ort-cpu":
+            return OrtCpuBackend(artifact / STANDARD_FILE, plan.threads)
+        if name == "ort-cpu-custom":
+            return OrtCpuBackend(artifact / PLUGIN_FILE, plan.threads)
+        if name == "ort-cuda":
+            return OrtCudaBackend(artifact / STANDARD_FILE)
     if name.startswith("tensorrt-"):
-        return _TensorRTBackend(artifact, name.split("-", 1)[1], plan.batches, options.plugin_library)
+        from .backends.trt import TensorRTBackend
+
+        return TensorRTBackend(artifact, name.split("-", 1)[1], plan.batches, options.plugin_library)
     raise BenchError(f"unknown backend {name!r}")
-
-
-# ---------------------------------------------------------------------------------------------
-# plot
-
-_COLORS = {
-    "torch-plain": "#c0392b", "torch-fast": "#e67e22", "torch-fused": "#a04000", "torch-compile": "#f1c40f",
-    "ort-cpu": "#2471a3", "ort-cpu-custom": "#5dade2", "ort-cuda": "#8e44ad",
-    "tensorrt-fp32": "#1e8449", "tensorrt-fp16": "#58d68d",
-}
-
-
-def plot_report(report: BenchReport, path: str | os.PathLike) -> Path:
-    """PNG: per batch size, latency (p50, band to p90) vs resolution on a log axis, one line per
-    backend, and below it the speed-up over eager PyTorch with the published attention."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    meta = report.meta
-    batches = meta["batches"]
-    backends = meta["backends"]
-    resolutions = [tuple(r) for r in meta["resolutions"]]
-    xs = list(range(len(resolutions)))
-    labels = [f"{h}²" if h == w else f"{h}×{w}" for h, w in resolutions]
-    ok = [r for r in report.rows if r.ok]
-    baseline = "torch-plain"
-
-    width_in = max(11.5, 5.6 * len(batches) + 3.4)
-    fig, axes = plt.subplots(2, len(batches), figsize=(width_in, 8.4), squeeze=False,
-                             gridspec_kw={"height_ratios": [3, 2]})
-    legend: dict[str, str] = {}
-    for col, batch in enumerate(batches):
-        ax, bar_ax = axes[0][col], axes[1][col]
-        ax.set_facecolor("#fbfbfb")
-        plotted, texts = [], []
-        for b in backends:
-            pts = {tuple(r.resolution): r for r in ok if r.backend == b and r.batch == batch}
-            if not pts:
-                continue
-            idx = [i for i, res in enumerate(resolutions) if res in pts]
-            p50 = [pts[resolutions[i]].latency_ms["p50"] for i in idx]
-            p90 = [pts[resolutions[i]].latency_ms["p90"] for i in idx]
-            color = _COLORS.get(b, "#555555")
-            ax.plot([xs[i] for i in idx], p50, marker="o", lw=2.2, ms=6, color=color, zorder=3)
-            ax.fill_between([xs[i] for i in idx], p50, p90, color=color, alpha=0.13, lw=0, zorder=2)
-            texts += [(xs[i], v, color) for i, v in zip(idx, p50)]
-            plotted.append(b)
-            worst = max(r.accuracy.get("max_abs", float("nan")) for r in ok if r.backend == b)
-            legend[b] = "reference" if b == baseline and worst == 0 else f"max-abs {worst:.0e}"
-        ax.set_yscale("log")
-        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _fmt_ms(v)))
-        ax.yaxis.set_minor_formatter(NullFormatter())
-        ax.set_xticks(xs, labels)
-        ax.set_xlim(-0.25, len(xs) - 0.45)
-        if texts:
-            lo = min(t[1] for t in texts)
-            hi = max(t[1] for t in texts)
-            ax.set_ylim(lo / 1.35, hi * 1.35)
-            _label_points(ax, texts)
-        if col == 0:
-            ax.set_ylabel("latency per call: p50, band to p90")
-        ax.set_title(f"batch {batch}", fontsize=11, loc="left")
-        ax.grid(True, which="major", axis="y", alpha=0.35)
-        ax.grid(True, which="major", axis="x", alpha=0.15)
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
-
-        base = {tuple(r.resolution): r.latency_ms["p50"] for r in ok if r.backend == baseline and r.batch == batch}
-        others = [b for b in plotted if b != baseline]
-        if base and others:
-            width = 0.8 / len(others)
-            for k, b in enumerate(others):
-                vals, pos = [], []
-                for i, res in enumerate(resolutions):
-                    row = next((r for r in ok if r.backend == b and r.batch == batch and tuple(r.resolution) == res),
-                               None)
-                    if row is not None and res in base:
-                        vals.append(base[res] / row.latency_ms["p50"])
-                        pos.append(xs[i] - 0.4 + width * (k + 0.5))
-                bars = bar_ax.bar(pos, vals, width * 0.88, color=_COLORS.get(b, "#555555"))
-                for rect, v in zip(bars, vals):
-                    bar_ax.annotate(f"{v:.1f}×", (rect.get_x() + rect.get_width() / 2, v), ha="center",
-                                    va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
-            bar_ax.axhline(1.0, color="#888", lw=1, ls="--")
-            bar_ax.set_xticks(xs, labels)
-            bar_ax.set_xlim(-0.5, len(xs) - 0.5)
-            if col == 0:
-                bar_ax.set_ylabel(f"speed-up over {baseline} (p50)")
-            bar_ax.margins(y=0.18)
-            for side in ("top", "right"):
-                bar_ax.spines[side].set_visible(False)
-        else:
-            bar_ax.axis("off")
-            bar_ax.text(0.5, 0.5, f"no {baseline} row to compare with", ha="center", va="center", color="#888")
-        bar_ax.set_xlabel("input resolution")
-
-    handles = [Line2D([], [], color=_COLORS.get(b, "#555555"), marker="o", lw=2.2, label=f"{b}\n{legend[b]}")
-               for b in backends if b in legend]
-    missing = _missing_summary(report.rows)
-    handles += [Line2D([], [], color="#bbbbbb", lw=2.2, ls=":", label=f"{b}\nnot run") for b in missing]
-    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.835, 0.9), frameon=False, fontsize=8.5,
-               labelspacing=1.0, title="backend\nworst max-abs vs reference", title_fontsize=8.5,
-               alignment="left")
-    machine = meta["machine"]
-    where = f"{machine['threads']} CPU threads" + (f", torch on {machine['gpu']}" if machine.get("gpu") else "")
-    fig.suptitle(f"transnext_{meta['variant']}: latency vs input resolution", fontsize=14, fontweight="bold",
-                 x=0.01, y=0.985, ha="left")
-    subtitle = (f"{where} · {machine['cpu']} · torch {machine['torch']} · onnxruntime {machine['onnxruntime']} · "
-                f"p50 of up to {meta['runs']} runs after {meta['warmup']} warm-up · {meta['weights']}")
-    fig.text(0.01, 0.95, _wrap(subtitle, width_in, 8.5), fontsize=8.5, color="#444", va="top", parse_math=False)
-    footer = [_wrap(f"{', '.join(names)}: {text}", width_in, 7.5) for text, names in _group_reasons(missing).items()]
-    footer_lines = sum(f.count("\n") + 1 for f in footer)
-    fig.text(0.01, 0.008, "\n".join(footer), fontsize=7.5, color="#666", va="bottom", ha="left", parse_math=False)
-    fig.tight_layout(rect=(0, 0.012 + 0.017 * footer_lines, 0.83, 0.915))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
-
-
-def _wrap(text: str, width_in: float, fontsize: float) -> str:
-    import textwrap
-
-    return "\n".join(textwrap.wrap(text, max(40, int(width_in * 72 / (fontsize * 0.56)))))
-
-
-def _label_points(ax, texts: list[tuple[float, float, str]]) -> None:
-    """Value labels beside each point, nudged apart (in log space) where points crowd."""
-    lo, hi = (math.log10(v) for v in ax.get_ylim())
-    gap = (hi - lo) * 0.055
-    for x in sorted({t[0] for t in texts}):
-        column = sorted((t for t in texts if t[0] == x), key=lambda t: t[1])
-        placed: list[float] = []
-        for _, v, color in column:
-            y = math.log10(v)
-            if placed and y - placed[-1] < gap:
-                y = placed[-1] + gap
-            placed.append(y)
-            ax.annotate(_fmt_ms(v), (x, v), xytext=(x + 0.05, 10 ** y), textcoords="data", fontsize=8, color=color,
-                        va="center", ha="left", fontweight="bold")
-
-
-def _missing_summary(rows: Sequence[BenchRow]) -> dict[str, str]:
-    """backend -> a short reason, for backends with no measured row."""
-    measured = {r.backend for r in rows if r.ok}
-    out = {}
-    for r in rows:
-        if not r.ok and r.backend not in measured and r.backend not in out:
-            out[r.backend] = f"{r.status}: {short_reason(r.reason)}"
-    return out
-
-
-def _group_reasons(missing: dict[str, str]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = {}
-    for backend, text in missing.items():
-        grouped.setdefault(text, []).append(backend)
-    return grouped
-
-
-def short_reason(reason: str) -> str:
-    """'a (detail); b: more (detail)' -> 'a; b: more': the parenthesised details dropped."""
-    previous = None
-    while previous != reason:
-        previous, reason = reason, re.sub(r"\s*\([^()]*\)", "", reason)
-    return "; ".join(p.strip() for p in reason.split(";") if p.strip())
-
-
-def _fmt_ms(v: float) -> str:
-    if v >= 1000:
-        return f"{v / 1000:.3g} s"
-    if v >= 1:
-        return f"{v:.3g} ms"
-    return f"{v * 1000:.3g} µs"
-
-
-def _shorten(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def fmt_number(value: float | None, kind: str) -> str:
-    """Table formatting shared by the CLI."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if kind == "ms":
-        return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
-    if kind == "ips":
-        return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
-    if kind == "mib":
-        return f"{value:.0f}"
-    if kind == "err":
-        return "0" if value == 0 else f"{value:.1e}"
-    if kind == "cos":
-        return f"{value:.6f}"
-    if kind == "top1":
-        return f"{value:.0%}"
-    return str(value)
 
 
 __all__ = [
@@ -1265,11 +540,7 @@ __all__ = [
     "BenchRow",
     "TORCH_BACKENDS",
     "backend_availability",
-    "bench_input",
     "check_options",
-    "ensure_artifacts",
-    "load_report",
-    "plot_report",
-    "polygraphy_commands",
     "run_bench",
+    "settle",
 ]

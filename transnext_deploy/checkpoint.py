@@ -8,7 +8,6 @@ every key (DataParallel/DDP saves).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import urllib.error
@@ -20,17 +19,19 @@ from pathlib import Path
 
 import torch
 
-from .models.transnext import VARIANTS, TransNeXt
+from .artifacts import cache_dir
+from .errors import TransNeXtDeployError
+from .models.config import VARIANTS
+from .models.transnext import TransNeXt
 
 WRAPPER_KEYS = ("model", "state_dict", "module")
 HUB_URL_ENV = "TRANSNEXT_DEPLOY_HUB_URL"
 DEFAULT_HUB_URL = "https://huggingface.co"
-CACHE_ENV = "TRANSNEXT_DEPLOY_CACHE"
 # What one error line lists before it says "and N more".
 MAX_KEYS_IN_MESSAGE = 3
 
 
-class CheckpointError(Exception):
+class CheckpointError(TransNeXtDeployError):
     """A checkpoint that cannot be read or does not fit the model; the message is one line."""
 
 
@@ -208,13 +209,6 @@ def official_weights(variant: str, resolution: int | None = None) -> OfficialWei
     return match[0]
 
 
-def cache_dir() -> Path:
-    root = os.environ.get(CACHE_ENV)
-    if root:
-        return Path(root)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "transnext-deploy"
-
-
 def download_weights(
     weights: OfficialWeights,
     directory: str | os.PathLike | None = None,
@@ -232,7 +226,10 @@ def download_weights(
     target = directory / weights.filename
     if target.is_file():
         return target
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot create download directory {directory}: {exc.strerror or exc}") from None
     url = weights.url(hub_url)
     fd, tmp_name = tempfile.mkstemp(prefix=weights.filename + ".", suffix=".part", dir=directory)
     tmp = Path(tmp_name)
@@ -256,11 +253,3 @@ def download_weights(
     finally:
         tmp.unlink(missing_ok=True)
     return target
-
-
-def sha256sum(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -5,7 +5,8 @@ without TensorRT or a GPU. Three things are needed to build an engine, and the s
 one that is missing:
 
 - the `tensorrt` Python package (the wheel from pip, or JetPack's python3-libnvinfer);
-- a CUDA GPU, asked of the NVIDIA driver itself (libcuda), so a CPU-only torch build does not matter;
+- a CUDA GPU, asked of the NVIDIA driver itself (`machine.cuda_devices`), so a CPU-only torch build
+  does not matter;
 - the plugin library `libtransnext_aa_plugin.so` (`transnext-deploy build-plugin --target plugin`),
   found from an explicit path, `$TRANSNEXT_AA_PLUGIN`, or `plugin_build.find_plugin_library()`.
 
@@ -23,14 +24,12 @@ alone is far past the tolerance the fp32 artifacts are held to.
 in the allclose convention |engine - pytorch| <= atol + rtol * |pytorch| (polygraphy's --atol and
 --rtol): fp32 engines to the fp32 export default, fp16 engines to their own, wider, default.
 
-`TensorRTRunner` executes an engine on torch CUDA tensors (the path `bench` times), or through
-polygraphy's `TrtRunner` where torch has no CUDA.
+Engines run through `backends.trt.TensorRTRunner` (the backend export checks, bench and the tests use).
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import importlib.util
 import json
 import os
@@ -43,8 +42,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-
+from .artifacts import (
+    BATCH_PROFILE,
+    ENGINE_SOURCE,
+    PLUGIN_ENV,
+    cache_dir,
+    engine_file_name,
+    engine_metadata_name,
+    engine_step,
+    sha256sum,
+)
+from .errors import TransNeXtDeployError
+from .machine import CudaDevice, cuda_devices
 from .validation import FP32_TOLERANCE, Tolerance
 
 PRECISIONS = ("fp32", "fp16")
@@ -58,16 +67,11 @@ PRECISIONS = ("fp32", "fp16")
 # output (half an ulp, 4.9e-4 relative). README, "Tolerances".
 FP16_TOLERANCE = Tolerance(atol=0.2, rtol=1e-2)
 ENGINE_TOLERANCES = {"fp32": FP32_TOLERANCE, "fp16": FP16_TOLERANCE}
-DEFAULT_BATCH_PROFILE = (1, 8, 32)  # min / opt / max, as in the manifest's trtexec command lines
-PLUGIN_ENV = "TRANSNEXT_AA_PLUGIN"  # the variable the manifest's command lines use for the library
-ENGINE_SUFFIX = ".engine"
-METADATA_SUFFIX = ".json"
-DEFAULT_SOURCE = "model.aa_plugin.onnx"  # custom nodes only: every TensorRT 10.x with the plugin
 DEFAULT_WORKSPACE_MIB = 4096
 METADATA_FORMAT = 1
 
 
-class EngineError(RuntimeError):
+class EngineError(TransNeXtDeployError):
     """An engine that cannot be built or run; str() is one line."""
 
 
@@ -82,70 +86,6 @@ class TensorRTStatus(NamedTuple):
 
 # ---------------------------------------------------------------------------------------------
 # what this machine has
-
-
-@dataclass(frozen=True)
-class CudaDevice:
-    index: int
-    name: str
-    compute_capability: tuple[int, int]
-    total_memory_bytes: int
-
-    @property
-    def sm(self) -> str:
-        return f"{self.compute_capability[0]}{self.compute_capability[1]}"
-
-    def as_dict(self) -> dict:
-        return {"index": self.index, "name": self.name,
-                "compute_capability": f"{self.compute_capability[0]}.{self.compute_capability[1]}",
-                "sm": self.sm, "total_memory_mib": round(self.total_memory_bytes / 2**20)}
-
-
-_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75
-_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76
-
-
-def _cu_error(lib, code: int) -> str:
-    name = ctypes.c_char_p()
-    try:
-        if lib.cuGetErrorName(code, ctypes.byref(name)) == 0 and name.value:
-            return f"{name.value.decode()} ({code})"
-    except AttributeError:
-        pass
-    return f"error {code}"
-
-
-def cuda_devices() -> tuple[list[CudaDevice], str | None]:
-    """The CUDA GPUs the NVIDIA driver reports, and why there are none (None when some were found).
-    Asks libcuda directly, so it answers whatever torch or onnxruntime were built for."""
-    try:
-        lib = ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return [], "no CUDA GPU: the NVIDIA driver library libcuda.so.1 is not installed"
-    rc = lib.cuInit(0)
-    if rc != 0:
-        return [], f"no CUDA GPU: cuInit failed with {_cu_error(lib, rc)}"
-    count = ctypes.c_int(0)
-    rc = lib.cuDeviceGetCount(ctypes.byref(count))
-    if rc != 0 or count.value == 0:
-        return [], "no CUDA GPU: the driver reports no device" + (f" ({_cu_error(lib, rc)})" if rc else "")
-    devices = []
-    for i in range(count.value):
-        dev = ctypes.c_int()
-        if lib.cuDeviceGet(ctypes.byref(dev), i) != 0:
-            continue
-        name = ctypes.create_string_buffer(256)
-        lib.cuDeviceGetName(name, 256, dev)
-        major, minor = ctypes.c_int(), ctypes.c_int()
-        lib.cuDeviceGetAttribute(ctypes.byref(major), _CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev)
-        lib.cuDeviceGetAttribute(ctypes.byref(minor), _CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev)
-        total = ctypes.c_size_t()
-        getter = getattr(lib, "cuDeviceTotalMem_v2", None) or lib.cuDeviceTotalMem
-        getter(ctypes.byref(total), dev)
-        devices.append(CudaDevice(i, name.value.decode(errors="replace"), (major.value, minor.value), total.value))
-    if not devices:
-        return [], "no CUDA GPU: the driver lists devices but none could be opened"
-    return devices, None
 
 
 def _tensorrt_module_problem() -> str | None:
@@ -234,24 +174,25 @@ def load_plugin(plugin_library: str | os.PathLike | None = None) -> Path:
                 _LOADED_PLUGINS[path] = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
             except OSError as exc:
                 raise EngineError(f"cannot load plugin library {path}: {exc}") from None
-            trt.init_libnvinfer_plugins(_logger(), "")
+            trt.init_libnvinfer_plugins(trt_logger(), "")
     if trt.get_plugin_registry().get_creator(OP_NAME, OP_VERSION, OP_NAMESPACE) is None:
         raise EngineError(f"{path} loaded but no {OP_NAME} v{OP_VERSION} creator is registered: is it "
                           "libtransnext_aa_plugin.so (not the _dynamic variant) built against this TensorRT?")
     return path
 
 
-_LOGGER = None
+_TRT_LOGGER = None
 
 
-def _logger(verbose: bool = False):
+def trt_logger(verbose: bool = False):
+    """The process's TensorRT logger: prints warnings and errors, keeps the last errors for messages."""
     import tensorrt as trt
 
-    global _LOGGER
-    if _LOGGER is None:
-        _LOGGER = _CollectingLogger(trt)
-    _LOGGER.verbose = verbose
-    return _LOGGER
+    global _TRT_LOGGER
+    if _TRT_LOGGER is None:
+        _TRT_LOGGER = _CollectingLogger(trt)
+    _TRT_LOGGER.verbose = verbose
+    return _TRT_LOGGER
 
 
 def _CollectingLogger(trt):  # a class built on demand: tensorrt is imported lazily
@@ -279,28 +220,18 @@ def _CollectingLogger(trt):  # a class built on demand: tensorrt is imported laz
 # building
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def engine_path_for(onnx_path: str | os.PathLike, precision: str) -> Path:
     """model.aa_plugin.onnx + fp16 -> model.aa_plugin.fp16.engine (the manifest's trtexec naming)."""
     onnx_path = Path(onnx_path)
-    return onnx_path.with_name(f"{onnx_path.stem}.{precision}{ENGINE_SUFFIX}")
+    return onnx_path.with_name(engine_file_name(onnx_path.name, precision))
 
 
 def metadata_path_for(engine_path: str | os.PathLike) -> Path:
     engine_path = Path(engine_path)
-    return engine_path.with_name(engine_path.name + METADATA_SUFFIX)
+    return engine_path.with_name(engine_metadata_name(engine_path.name))
 
 
 def default_timing_cache(tensorrt_version: str, device: CudaDevice) -> Path:
-    from .checkpoint import cache_dir
-
     return cache_dir() / "tensorrt" / f"timing_trt{tensorrt_version}_sm{device.sm}.cache"
 
 
@@ -357,7 +288,7 @@ def build_engine(
     precision: str = "fp32",
     *,
     engine_path: str | os.PathLike | None = None,
-    batch_profile: Sequence[int] = DEFAULT_BATCH_PROFILE,
+    batch_profile: Sequence[int] = BATCH_PROFILE,
     plugin_library: str | os.PathLike | None = None,
     timing_cache: str | os.PathLike | None = None,
     workspace_mib: int = DEFAULT_WORKSPACE_MIB,
@@ -389,20 +320,20 @@ def build_engine(
         "resolution": [h, w],
         "input": {"name": input_name, "shape": ["batch", 3, h, w]},
         "batch_profile": {"min": lo, "opt": opt, "max": hi},
-        "source_onnx": {"file": onnx_path.name, "sha256": sha256_file(onnx_path)},
-        "plugin_library": ({"path": str(library), "sha256": sha256_file(library)} if library else None),
+        "source_onnx": {"file": onnx_path.name, "sha256": sha256sum(onnx_path)},
+        "plugin_library": ({"path": str(library), "sha256": sha256sum(library)} if library else None),
     }
     if not rebuild and engine_path.is_file() and meta_path.is_file():
         try:
             old = json.loads(meta_path.read_text())
         except (OSError, ValueError):
             old = {}
-        if _metadata_key(old) == _metadata_key(metadata) and old.get("engine_sha256") == sha256_file(engine_path):
+        if _metadata_key(old) == _metadata_key(metadata) and old.get("engine_sha256") == sha256sum(engine_path):
             return EngineBuild(engine_path, old, True)
 
     if library is not None:
         load_plugin(library)
-    logger = _logger(verbose)
+    logger = trt_logger(verbose)
     logger.errors = []
     start = time.perf_counter()
     builder = trt.Builder(logger)
@@ -449,7 +380,7 @@ def build_engine(
     metadata.update({
         "engine_file": engine_path.name,
         "engine_bytes": engine_path.stat().st_size,
-        "engine_sha256": sha256_file(engine_path),
+        "engine_sha256": sha256sum(engine_path),
         "build_seconds": round(time.perf_counter() - start, 1),
         "workspace_mib": workspace_mib,
         "built_by": f"transnext-deploy {__version__}",
@@ -464,8 +395,8 @@ def build_engines_for_artifact(
     artifact_dir: str | os.PathLike,
     precisions: Sequence[str] = PRECISIONS,
     *,
-    source: str = DEFAULT_SOURCE,
-    batch_profile: Sequence[int] = DEFAULT_BATCH_PROFILE,
+    source: str = ENGINE_SOURCE,
+    batch_profile: Sequence[int] = BATCH_PROFILE,
     plugin_library: str | os.PathLike | None = None,
     timing_cache: str | os.PathLike | None = None,
     rebuild: bool = False,
@@ -485,28 +416,30 @@ def build_engines_for_artifact(
     paths = []
     for precision in precisions:
         if progress:
-            progress(f"building the {precision} TensorRT engine from {source}")
+            progress(engine_step(precision, source))
         result = build_engine(onnx_path, precision, batch_profile=batch_profile, plugin_library=plugin_library,
                               timing_cache=timing_cache, rebuild=rebuild)
         paths.append(result.path)
     return paths
 
 
-def build_engines_if_available(
-    artifact_dir: str | os.PathLike,
-    precisions: Sequence[str] = PRECISIONS,
-    *,
-    plugin_library: str | os.PathLike | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> tuple[list[Path], str | None]:
-    """The export hook: build the engines when TensorRT, a GPU and the plugin are here; otherwise
-    build nothing and return the one-line reason to print. A build that fails where everything is
-    present raises EngineError (that is a real failure, not a skip)."""
+@dataclass(frozen=True)
+class EnginePlan:
+    """The engines an export builds: `precisions`, or none and `skipped`, the one-line reason."""
+
+    precisions: tuple[str, ...] = ()
+    skipped: str | None = None
+
+
+def plan_engines(precisions: Sequence[str] = PRECISIONS, plugin_library: str | os.PathLike | None = None
+                 ) -> EnginePlan:
+    """The export hook: every precision when TensorRT, a GPU and the plugin are here, otherwise none
+    and why. Export then builds them with build_engines_for_artifact; a build that fails where
+    everything is present raises EngineError (a real failure, not a skip)."""
     status = tensorrt_status(plugin_library)
     if not status.available:
-        return [], f"TensorRT engines skipped: {status.reason}"
-    return build_engines_for_artifact(artifact_dir, precisions, plugin_library=plugin_library,
-                                      progress=progress), None
+        return EnginePlan((), f"TensorRT engines skipped: {status.reason}")
+    return EnginePlan(tuple(precisions))
 
 
 def read_engine_metadata(engine_path: str | os.PathLike) -> dict:
@@ -517,130 +450,20 @@ def read_engine_metadata(engine_path: str | os.PathLike) -> dict:
         raise EngineError(f"engine metadata {path} unreadable: {exc}") from None
 
 
-# ---------------------------------------------------------------------------------------------
-# running
-
-
-class TensorRTRunner:
-    """Runs an engine. With torch CUDA: inputs and outputs are torch CUDA tensors (`infer_device`,
-    what the benchmark times, no host copies) or numpy arrays (`__call__`). Without torch CUDA:
-    polygraphy's TrtRunner, numpy in and out."""
-
-    def __init__(self, engine_path: str | os.PathLike, plugin_library: str | os.PathLike | None = None):
-        self.path = Path(engine_path)
-        if not self.path.is_file():
-            raise EngineError(f"engine not found: {self.path}")
-        try:
-            self.metadata = read_engine_metadata(self.path)
-        except EngineError:
-            self.metadata = {}
-        needs_plugin = bool(self.metadata.get("plugin_library", True))
-        library = plugin_library or ((self.metadata.get("plugin_library") or {}).get("path") if needs_plugin
-                                     else None)
-        if library and not Path(library).is_file():
-            library = None  # metadata from another machine: fall back to the usual places
-        require_tensorrt(library, need_plugin=needs_plugin)
-        import tensorrt as trt
-
-        if needs_plugin:
-            load_plugin(library)
-        self._trt = trt
-        self._torch = None
-        self._poly = None
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                self._torch = torch
-        except ImportError:
-            pass
-        data = self.path.read_bytes()
-        if self._torch is None:
-            from polygraphy.backend.trt import EngineFromBytes, TrtRunner
-
-            self._poly = TrtRunner(EngineFromBytes(data))
-            self._poly.activate()
-            self.engine = self._poly.engine
-            self.context = self._poly.context
-        else:
-            self.engine = trt.Runtime(_logger()).deserialize_cuda_engine(data)
-            if self.engine is None:
-                raise EngineError(f"cannot deserialize {self.path.name}: built by another TensorRT version or GPU? "
-                                  f"(metadata: TensorRT {self.metadata.get('tensorrt_version')}, "
-                                  f"sm_{(self.metadata.get('gpu') or {}).get('sm')})")
-            self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.output_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-
-    @property
-    def device_memory_bytes(self) -> int | None:
-        """Activation (scratch) memory the execution context holds."""
-        for attr in ("device_memory_size_v2", "device_memory_size"):
-            value = getattr(self.engine, attr, None)
-            if value is not None:
-                return int(value)
-        return None
-
-    def _torch_dtype(self, name: str):
-        trt, torch = self._trt, self._torch
-        mapping = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32,
-                   trt.int64: torch.int64, trt.int8: torch.int8, trt.bool: torch.bool}
-        return mapping[self.engine.get_tensor_dtype(name)]
-
-    def infer_device(self, x) -> list:
-        """Run on a torch CUDA tensor; returns torch CUDA tensors (synchronised)."""
-        if self._torch is None:
-            raise EngineError("infer_device needs torch with CUDA; use runner(numpy_array)")
-        torch = self._torch
-        x = x.to(device="cuda", dtype=self._torch_dtype(self.input_names[0])).contiguous()
-        if not self.context.set_input_shape(self.input_names[0], tuple(x.shape)):
-            profile = self.metadata.get("batch_profile")
-            raise EngineError(f"input shape {tuple(x.shape)} is outside the engine's profile {profile}")
-        self.context.set_tensor_address(self.input_names[0], x.data_ptr())
-        outputs = []
-        for name in self.output_names:
-            out = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=self._torch_dtype(name), device="cuda")
-            self.context.set_tensor_address(name, out.data_ptr())
-            outputs.append(out)
-        stream = torch.cuda.current_stream()
-        if not self.context.execute_async_v3(stream.cuda_stream):
-            raise EngineError(f"{self.path.name}: execute_async_v3 failed")
-        stream.synchronize()
-        return outputs
-
-    def __call__(self, x) -> list[np.ndarray]:
-        if self._poly is not None:
-            result = self._poly.infer({self.input_names[0]: np.ascontiguousarray(x, dtype=np.float32)})
-            return [np.asarray(result[n], dtype=np.float32) for n in self.output_names]
-        torch = self._torch
-        tensor = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
-        return [o.float().cpu().numpy() for o in self.infer_device(tensor)]
-
-    def close(self) -> None:
-        if self._poly is not None:
-            self._poly.deactivate()
-            self._poly = None
-        self.context = None
-        self.engine = None
-
-
 __all__ = [
-    "DEFAULT_BATCH_PROFILE",
     "ENGINE_TOLERANCES",
     "FP16_TOLERANCE",
     "PRECISIONS",
     "EngineBuild",
     "EngineError",
-    "TensorRTRunner",
+    "EnginePlan",
     "TensorRTStatus",
     "TensorRTUnavailable",
     "build_engine",
     "build_engines_for_artifact",
-    "build_engines_if_available",
-    "cuda_devices",
     "engine_path_for",
     "load_plugin",
+    "plan_engines",
     "read_engine_metadata",
     "resolve_plugin_library",
     "tensorrt_status",

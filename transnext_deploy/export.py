@@ -23,9 +23,10 @@ import os
 import platform
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +34,32 @@ import onnx
 import torch
 
 from . import __version__
-from .checkpoint import CheckpointError, download_weights, load_checkpoint, official_weights, sha256sum
-from .engine import EngineError, build_engines_if_available
-from .models import create_model
+from .artifacts import (
+    BATCH_PROFILE,
+    FUNCTION_FILE,
+    GRAPH_FILES,
+    INPUT_NAME,
+    MANIFEST_FILE,
+    PLUGIN_ENV,
+    PLUGIN_FILE,
+    STANDARD_FILE,
+    VALIDATION_FILE,
+    artifact_name,
+    engine_file_name,
+    export_steps,
+    normalize_images,
+    sha256sum,
+)
+from .backends.onnxrt import OrtCpuBackend, host_library_problem
+from .backends.pytorch import TorchBackend
+from .checkpoint import CheckpointError, download_weights, load_checkpoint, official_weights
+from .engine import EngineError, EnginePlan, build_engines_for_artifact, plan_engines
+from .errors import InvalidArgumentError, TransNeXtDeployError
+from .models import VARIANTS, create_model, resolve_variant
+from .models.config import MODE, POSITION_BIAS, check_input_size, check_pretrain_size
 from .models.transnext import AggregatedAttention, TransNeXt
 from .ops.aggregated_attention import OP_DOMAIN, OP_NAME, OP_VERSION
+from .resolution import pair
 from .rewrite import function_form, fused_model, overload_name
 from .validation import FP32_TOLERANCE, Tolerance, allclose_check, error_stats, top1_agreement
 
@@ -46,17 +68,12 @@ MIN_OPSET = 17
 # |onnx - pytorch| <= atol + rtol * |pytorch| per element, fp32 (how they were chosen: validation.py)
 DEFAULT_ATOL = FP32_TOLERANCE.atol
 DEFAULT_RTOL = FP32_TOLERANCE.rtol
-INPUT_NAME = "images"
-STANDARD_FILE = "model.onnx"
-PLUGIN_FILE = "model.aa_plugin.onnx"
-FUNCTION_FILE = "model.aa_function.onnx"
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 # Largest model a single protobuf can hold; past it the weights go to an external data file.
 PROTOBUF_LIMIT = 2**31 - 1
+Progress = Callable[[tuple[int, int], str], None]  # (resolution, step): one call per step of export_steps()
 
 
-class ExportError(Exception):
+class ExportError(TransNeXtDeployError):
     """An export that cannot be done or did not validate; the message is one line."""
 
 
@@ -83,31 +100,9 @@ class ArtifactResult:
     files: dict[str, int]  # name -> bytes
     blocks_fused: int
     validation: dict
-    passed: bool
     seconds: float = 0.0
     engines: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def _pair(size) -> tuple[int, int]:
-    if isinstance(size, int):
-        return (size, size)
-    h, w = size
-    return (int(h), int(w))
-
-
-def parse_resolution(text: str) -> tuple[int, int]:
-    """'224' or '224x320' (height x width)."""
-    parts = text.lower().replace("*", "x").split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise ExportError(f"resolution {text!r} is not a number or HEIGHTxWIDTH") from None
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2 or min(values) <= 0:
-        raise ExportError(f"resolution {text!r} must be a positive side or HEIGHTxWIDTH")
-    return values[0], values[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,7 +115,7 @@ def build_model(options: ExportOptions, resolution: tuple[int, int]) -> tuple[Tr
     try:
         model = create_model(options.variant, img_size=resolution, pretrain_size=options.pretrain_size,
                              backbone=options.mode == "backbone", position_bias=options.position_bias)
-    except ValueError as exc:
+    except InvalidArgumentError as exc:
         raise ExportError(f"cannot build transnext_{options.variant} for {resolution[0]}x{resolution[1]}: {exc}") \
             from None
     model.eval()
@@ -143,8 +138,7 @@ def validation_inputs(resolution: tuple[int, int], seed: int) -> dict[str, np.nd
     h, w = resolution
     inputs = {
         "random_normal_batch2": g.standard_normal((2, 3, h, w)).astype(np.float32),
-        "uniform_image": ((g.random((1, h, w, 3), dtype=np.float32) - IMAGENET_MEAN) / IMAGENET_STD)
-        .transpose(0, 3, 1, 2).copy(),
+        "uniform_image": normalize_images(g.random((1, h, w, 3), dtype=np.float32)),
     }
     photo = _sample_photo(resolution)
     if photo is not None:
@@ -161,8 +155,7 @@ def _sample_photo(resolution: tuple[int, int]) -> np.ndarray | None:
             image = Image.open(f).convert("RGB").resize((resolution[1], resolution[0]), Image.BILINEAR)
     except Exception:  # noqa: BLE001 - the photo is a bonus input; its absence is reported, not fatal
         return None
-    array = (np.asarray(image, dtype=np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    return array.transpose(2, 0, 1)[None].copy()
+    return normalize_images(np.asarray(image, dtype=np.float32)[None] / 255.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,51 +236,32 @@ def _save(proto: onnx.ModelProto, path: Path) -> None:
 # validation
 
 
-def custom_op_problem() -> str | None:
-    """Why the custom-op graph cannot run on the CPU here (the host library neither ships with this
-    install nor can be built: no compiler, no cmake...), or None when it can."""
-    from .plugin_build import PluginBuildError
-    from .plugin_host import load_host_library
-
-    try:
-        load_host_library()
-    except (PluginBuildError, OSError) as exc:
-        return f"the plugin's host library is not available: {exc}"
-    return None
-
-
 def validate(model: TransNeXt, graphs: dict[str, Path], resolution: tuple[int, int], options: ExportOptions
              ) -> dict:
     """Run every graph on every validation input against PyTorch; each output element must satisfy
     |graph - pytorch| <= atol + rtol * |pytorch|. The custom-op graph is skipped, with the reason,
     when the host library it runs on is not available."""
-    from .runtime import cpu_session
-
     tolerance = Tolerance(options.atol, options.rtol)
     inputs = validation_inputs(resolution, options.seed)
     names = output_names(model)
-    references = {}
-    with torch.no_grad():
-        for label, x in inputs.items():
-            out = model(torch.from_numpy(x))
-            outs = out if isinstance(out, list) else [out]
-            references[label] = [o.numpy() for o in outs]
+    reference = TorchBackend(model)
+    references = {label: reference(x) for label, x in inputs.items()}
     report = {"atol": tolerance.atol, "rtol": tolerance.rtol,
               "rule": "|graph - pytorch| <= atol + rtol * |pytorch|, element-wise, every output",
               "inputs": list(inputs), "graphs": {}, "skipped": {}}
     for graph_name, path in graphs.items():
         if graph_name == PLUGIN_FILE:  # custom nodes without a function body: runs on the host library
-            problem = custom_op_problem()
+            problem = host_library_problem()
             if problem is not None:
                 report["graphs"][graph_name] = {"passed": None, "skipped": problem}
                 report["skipped"][graph_name] = problem
                 continue
-        session = cpu_session(path, threads=options.threads)
+        backend = OrtCpuBackend(path, threads=options.threads)
         per_input = {}
         worst = {"ratio": -1.0}
         max_abs = 0.0
         for label, x in inputs.items():
-            got = session.run(names, {INPUT_NAME: x})
+            got = backend(x)
             entry = {}
             for name, ref, out in zip(names, references[label], got):
                 stats = error_stats(ref, out).as_dict()
@@ -334,17 +308,21 @@ def _tool_versions() -> dict[str, str]:
 
 def _commands(resolution: tuple[int, int], tolerance: Tolerance) -> dict[str, str]:
     h, w = resolution
-    shapes = (f"--minShapes={INPUT_NAME}:1x3x{h}x{w} --optShapes={INPUT_NAME}:8x3x{h}x{w} "
-              f"--maxShapes={INPUT_NAME}:32x3x{h}x{w}")
-    plugin = "$TRANSNEXT_AA_PLUGIN"  # path of libtransnext_aa_plugin.so (`transnext-deploy build-plugin`)
-    poly_shapes = (f"--trt-min-shapes {INPUT_NAME}:[1,3,{h},{w}] --trt-opt-shapes {INPUT_NAME}:[8,3,{h},{w}] "
-                   f"--trt-max-shapes {INPUT_NAME}:[32,3,{h},{w}] --input-shapes {INPUT_NAME}:[1,3,{h},{w}]")
+    lo, opt, hi = BATCH_PROFILE
+    shapes = (f"--minShapes={INPUT_NAME}:{lo}x3x{h}x{w} --optShapes={INPUT_NAME}:{opt}x3x{h}x{w} "
+              f"--maxShapes={INPUT_NAME}:{hi}x3x{h}x{w}")
+    plugin = f"${PLUGIN_ENV}"  # path of libtransnext_aa_plugin.so (`transnext-deploy build-plugin`)
+    poly_shapes = (f"--trt-min-shapes {INPUT_NAME}:[{lo},3,{h},{w}] --trt-opt-shapes {INPUT_NAME}:[{opt},3,{h},{w}] "
+                   f"--trt-max-shapes {INPUT_NAME}:[{hi},3,{h},{w}] --input-shapes {INPUT_NAME}:[1,3,{h},{w}]")
+
+    def trtexec(graph: str, plugins: str) -> str:
+        return (f"trtexec --onnx={graph}{plugins} {shapes} --fp16 "
+                f"--saveEngine={engine_file_name(graph, 'fp16')}")
+
     return {
-        "trtexec_standard": f"trtexec --onnx={STANDARD_FILE} {shapes} --fp16 --saveEngine=model.fp16.engine",
-        "trtexec_plugin": f"trtexec --onnx={PLUGIN_FILE} --staticPlugins={plugin} {shapes} --fp16 "
-                          f"--saveEngine=model.aa_plugin.fp16.engine",
-        "trtexec_function": f"trtexec --onnx={FUNCTION_FILE} --staticPlugins={plugin} {shapes} --fp16 "
-                            f"--saveEngine=model.aa_function.fp16.engine",
+        "trtexec_standard": trtexec(STANDARD_FILE, ""),
+        "trtexec_plugin": trtexec(PLUGIN_FILE, f" --staticPlugins={plugin}"),
+        "trtexec_function": trtexec(FUNCTION_FILE, f" --staticPlugins={plugin}"),
         "polygraphy_compare": f"polygraphy run {FUNCTION_FILE} --trt --onnxrt --plugins {plugin} {poly_shapes} "
                               f"--atol {tolerance.atol:g} --rtol {tolerance.rtol:g}",
         "polygraphy_plugin": f"polygraphy run {PLUGIN_FILE} --trt --plugins {plugin} {poly_shapes}",
@@ -364,7 +342,7 @@ def _manifest(model: TransNeXt, options: ExportOptions, resolution, weights, mat
     overloads = sorted({overload_name(m.attrs, m.head_dim) for m in matches})
     files = {}
     for path in sorted(directory.iterdir()):
-        if path.name != "manifest.json":
+        if path.name != MANIFEST_FILE:
             files[path.name] = {"bytes": path.stat().st_size, "sha256": sha256sum(path)}
     return {
         "variant": model.name,
@@ -397,10 +375,6 @@ def _manifest(model: TransNeXt, options: ExportOptions, resolution, weights, mat
 # the command
 
 
-def artifact_name(variant: str, mode: str, resolution: tuple[int, int]) -> str:
-    return f"transnext_{variant}_{mode}_{resolution[0]}x{resolution[1]}"
-
-
 def _check_output_dir(output_dir: Path) -> None:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -410,99 +384,118 @@ def _check_output_dir(output_dir: Path) -> None:
         raise ExportError(f"output directory {output_dir} is not writable")
 
 
-def export_resolution(options: ExportOptions, resolution: tuple[int, int],
-                      progress: Callable[[str], None] = lambda step: None) -> ArtifactResult:
-    import time
+def _publish(staging: Path, final: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the artifact is not
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
 
+
+def export_resolution(options: ExportOptions, resolution: tuple[int, int],
+                      progress: Callable[[str], None] = lambda step: None,
+                      engines: EnginePlan = EnginePlan()) -> ArtifactResult:
+    """Export, validate and publish one resolution (options as check_options returns them), then
+    build the planned engines. Reports exactly the steps of export_steps(engines.precisions)."""
     start = time.perf_counter()
     output_dir = Path(options.output_dir)
     final = output_dir / artifact_name(options.variant, options.mode, resolution)
-    progress("building the PyTorch model")
+    steps = iter(export_steps())
+    progress(next(steps))  # building the PyTorch model
     model, weights = build_model(options, resolution)
     expected = sum(isinstance(m, AggregatedAttention) for m in model.modules())
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=output_dir))
     try:
-        progress("tracing to standard ONNX")
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=output_dir))
+    except OSError as exc:
+        raise ExportError(f"cannot write in {output_dir}: {exc.strerror or exc}") from None
+    try:
+        progress(next(steps))  # tracing to standard ONNX
         standard = export_standard(model, resolution, options.opset)
         check_model(standard, STANDARD_FILE)
         _save(standard, staging / STANDARD_FILE)
-        progress("fusing aggregated attention")
+        progress(next(steps))  # fusing aggregated attention
         fused, matches = fused_model(standard, expected=expected)
         check_model(fused, PLUGIN_FILE)
         _save(fused, staging / PLUGIN_FILE)
-        progress("attaching local functions")
+        progress(next(steps))  # attaching local functions
         with_functions = function_form(fused, matches, options.opset)
         check_model(with_functions, FUNCTION_FILE)
         _save(with_functions, staging / FUNCTION_FILE)
         del standard, fused, with_functions
-        progress("validating against PyTorch")
-        graphs = {name: staging / name for name in (STANDARD_FILE, PLUGIN_FILE, FUNCTION_FILE)}
-        report = validate(model, graphs, resolution, options)
-        (staging / "validation.json").write_text(json.dumps(report, indent=2))
+        progress(next(steps))  # validating against PyTorch
+        report = validate(model, {name: staging / name for name in GRAPH_FILES}, resolution, options)
+        (staging / VALIDATION_FILE).write_text(json.dumps(report, indent=2))
         if not report["passed"]:
             raise ExportError(f"{final.name}: {describe_failure(report)}")
         manifest = _manifest(model, options, resolution, weights, matches, staging)
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the artifact is not
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
+        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+        _publish(staging, final)
+    except OSError as exc:  # disk full, a directory removed underneath: the user's output directory
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ExportError(f"{final.name}: cannot write {exc.filename or output_dir}: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     notes = [weights["note"]] if "note" in weights else []
     notes += [f"{name} not run on the CPU: {reason}" for name, reason in report["skipped"].items()]
-    progress("building TensorRT engines")
-    try:
-        engines, skipped = build_engines_if_available(final, progress=progress)
-    except EngineError as exc:
-        raise ExportError(f"{final.name}: the ONNX artifacts are valid, but the TensorRT engine build failed: {exc}") \
-            from None
-    if skipped:
-        notes.append(skipped)
+    built: list[Path] = []
+    if engines.precisions:
+        try:
+            built = build_engines_for_artifact(final, engines.precisions, progress=progress)
+        except EngineError as exc:
+            raise ExportError(f"{final.name}: the ONNX artifacts are valid, but the TensorRT engine build failed: "
+                              f"{exc}") from None
+    elif engines.skipped:
+        notes.append(engines.skipped)
     files = {p.name: p.stat().st_size for p in sorted(final.iterdir())}
-    return ArtifactResult(str(final), resolution, files, len(matches), report, True,
-                          round(time.perf_counter() - start, 1), engines=[str(p) for p in engines], notes=notes)
+    return ArtifactResult(str(final), resolution, files, len(matches), report, round(time.perf_counter() - start, 1),
+                          engines=[str(p) for p in built], notes=notes)
 
 
-def check_options(options: ExportOptions) -> list[tuple[int, int]]:
-    """Refuse bad options before any work; returns the resolutions to export."""
-    from .models.transnext import VARIANTS
-
-    if options.variant not in VARIANTS:
-        raise ExportError(f"unknown size {options.variant!r}; choose one of {', '.join(VARIANTS)}")
-    if options.mode not in ("classify", "backbone"):
-        raise ExportError(f"mode must be classify or backbone, got {options.mode!r}")
+def check_options(options: ExportOptions) -> ExportOptions:
+    """Refuse bad options before any work (no model is built); returns them normalised: the variant
+    without its prefix, the resolutions as (height, width) pairs (default: the training size)."""
+    try:
+        variant = resolve_variant(options.variant, "size")
+        mode = MODE.parse(options.mode)
+        position_bias = POSITION_BIAS.parse(options.position_bias)
+        Tolerance(options.atol, options.rtol)
+        if options.pretrain_size is not None:
+            check_pretrain_size(options.pretrain_size)
+    except InvalidArgumentError as exc:
+        raise ExportError(str(exc)) from None
     if options.opset < MIN_OPSET:
         raise ExportError(f"opset {options.opset} is too old: LayerNormalization needs opset >= {MIN_OPSET}")
-    try:
-        Tolerance(options.atol, options.rtol)
-    except ValueError as exc:
-        raise ExportError(str(exc)) from None
     if options.checkpoint not in (None, "official") and not Path(options.checkpoint).is_file():
         raise CheckpointError(f"checkpoint not found: {options.checkpoint}")
-    resolutions = [_pair(r) for r in options.resolutions] or [_pair(VARIANTS[options.variant].train_size)]
-    for r in resolutions:
+    config = VARIANTS[variant]
+    resolutions = list(dict.fromkeys(pair(r) for r in options.resolutions)) or [pair(config.train_size)]
+    for h, w in resolutions:
         try:
-            create_model(options.variant, img_size=r, pretrain_size=options.pretrain_size,
-                         backbone=options.mode == "backbone", position_bias=options.position_bias)
-        except ValueError as exc:
-            raise ExportError(f"unsupported resolution {r[0]}x{r[1]}: {exc}") from None
+            check_input_size(config, h, w, variant)
+        except InvalidArgumentError as exc:
+            raise ExportError(f"unsupported resolution {h}x{w}: {exc}") from None
     _check_output_dir(Path(options.output_dir))
-    return resolutions
+    return replace(options, variant=variant, mode=mode, position_bias=position_bias, resolutions=resolutions)
 
 
-def export(options: ExportOptions, progress: Callable[[tuple[int, int], str], None] | None = None
+def export(options: ExportOptions, progress: Progress | None = None, engines: EnginePlan | None = None
            ) -> list[ArtifactResult]:
-    """Export every requested resolution; raises ExportError on the first failure."""
+    """Export every requested resolution; raises ExportError on the first failure. `engines`: the
+    TensorRT engines to build per resolution (default: plan_engines(), every precision when TensorRT,
+    a GPU and the plugin are here); `progress` gets every step of export_steps(engines.precisions)."""
+    options = check_options(options)
+    engines = plan_engines() if engines is None else engines
     results = []
-    for r in check_options(options):
+    for r in options.resolutions:
         step = (lambda s, r=r: progress(r, s)) if progress else (lambda s: None)
-        results.append(export_resolution(options, r, step))
+        results.append(export_resolution(options, r, step, engines))
     return results
 
 
 def summary(results: list[ArtifactResult]) -> dict:
-    return {"artifacts": [asdict(r) | {"resolution": list(r.resolution)} for r in results]}
+    """The JSON of `export --json`; `passed` is true for every artifact that exists (a failed
+    validation raises and leaves none)."""
+    return {"artifacts": [asdict(r) | {"resolution": list(r.resolution), "passed": r.validation["passed"]}
+                          for r in results]}

@@ -42,18 +42,14 @@ def _tool_version(tool: str, args: tuple[str, ...] = ("--version",), line: int =
 
 
 def _gpu() -> Probe:
-    try:
-        import torch
-    except ImportError:
-        return Probe("cuda-gpu", False, "not available: torch is not installed")
-    if not torch.cuda.is_available():
-        reason = "torch has no CUDA build" if torch.version.cuda is None else "no CUDA device visible"
-        return Probe("cuda-gpu", False, f"not available: {reason}")
-    names = []
-    for i in range(torch.cuda.device_count()):
-        major, minor = torch.cuda.get_device_capability(i)
-        names.append(f"{torch.cuda.get_device_name(i)} (sm_{major}{minor})")
-    return Probe("cuda-gpu", True, "; ".join(names))
+    """The CUDA GPUs the NVIDIA driver reports (machine.cuda_devices, as export and bench ask),
+    whatever torch was built for."""
+    from .machine import cuda_devices
+
+    devices, no_gpu = cuda_devices()
+    if no_gpu:
+        return Probe("cuda-gpu", False, f"not available: {no_gpu}")
+    return Probe("cuda-gpu", True, "; ".join(str(d) for d in devices))
 
 
 def _onednn() -> Probe:

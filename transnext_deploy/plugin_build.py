@@ -41,6 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from .artifacts import cache_dir
+from .errors import TransNeXtDeployError
+
 ENV_PLUGIN_DIR = "TRANSNEXT_DEPLOY_PLUGIN_DIR"
 ENV_TENSORRT_ROOT = "TENSORRT_ROOT"
 ENV_TENSORRT_INCLUDE_DIR = "TENSORRT_INCLUDE_DIR"
@@ -63,8 +66,12 @@ LIBRARY_FILES = {
     # An executable, not a library: the plugin life-cycle test driver.
     "lifecycle": "transnext_aa_plugin_lifecycle",
 }
+# What `transnext-deploy build-plugin` offers; the life-cycle driver is built by the tests and the GPU suite.
+BUILD_TARGETS = ("host", "cuda", "plugin")
 _PRODUCTS = {"host": ("host",), "cuda": ("cuda", "cuda_api"), "plugin": ("plugin", "plugin_dynamic"),
              "lifecycle": ("lifecycle",)}
+# The CMake default of plugins/CMakeLists.txt too (a test holds them equal): Turing, Ampere (A100,
+# RTX 30), Jetson Orin (87), Ada, Hopper.
 DEFAULT_CUDA_ARCHS = ("75", "80", "86", "87", "89", "90")
 _CMAKE_OPTION = {
     "host": "TRANSNEXT_AA_BUILD_HOST",
@@ -76,7 +83,7 @@ _CMAKE_OPTION = {
 _CONFIGURED_WITH = {"lifecycle": ("host",)}
 
 
-class PluginBuildError(RuntimeError):
+class PluginBuildError(TransNeXtDeployError):
     """A build prerequisite is missing or a build step failed; str() is a one-line reason."""
 
 
@@ -135,13 +142,9 @@ def plugin_source_dir() -> Path:
 
 
 def user_cache_dir() -> Path:
-    """The per-user build directory: $TRANSNEXT_DEPLOY_CACHE/plugins (the download cache's root, see
-    checkpoint.cache_dir), else $XDG_CACHE_HOME or ~/.cache, then transnext-deploy/plugins."""
-    root = os.environ.get("TRANSNEXT_DEPLOY_CACHE")
-    if root:
-        return Path(root).expanduser().resolve() / "plugins"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "transnext-deploy" / "plugins"
+    """The per-user build directory: plugins/ in the user cache (artifacts.cache_dir:
+    $TRANSNEXT_DEPLOY_CACHE, else $XDG_CACHE_HOME or ~/.cache, then transnext-deploy)."""
+    return cache_dir() / "plugins"
 
 
 def default_build_dir() -> Path:
@@ -347,10 +350,72 @@ def normalize_cuda_archs(archs: Sequence[str | int] | str | None) -> tuple[str, 
     return tuple(dict.fromkeys(result))
 
 
+@dataclass
+class BuildPlan:
+    """What `build-plugin` builds: `targets`, and the targets it skips with the reason."""
+
+    targets: list[str]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def missing_for(target: str, tensorrt_root: str | os.PathLike | None = None) -> list[str]:
+    """What this machine lacks to build `target`, one reason per missing piece (beyond cmake and a
+    C++ compiler, which every target needs)."""
+    missing = []
+    if target in ("cuda", "plugin", "lifecycle"):
+        try:
+            find_nvcc()
+        except PluginBuildError as exc:
+            missing.append(str(exc))
+    if target in ("plugin", "lifecycle") and find_tensorrt(tensorrt_root).include_dir is None:
+        where = f"not in {tensorrt_root}/include nor " if tensorrt_root else ""
+        missing.append(f"TensorRT headers (NvInfer.h) not found ({where}TENSORRT_INCLUDE_DIR, TENSORRT_ROOT, "
+                       "/usr/include): pass --tensorrt-root or set TENSORRT_ROOT or TENSORRT_INCLUDE_DIR")
+    return missing
+
+
+def plan_build(targets: Sequence[str] | None = None, *, cuda_archs_given: bool = False,
+               tensorrt_root: str | os.PathLike | None = None) -> BuildPlan:
+    """The targets of `transnext-deploy build-plugin`. Named targets must all be buildable (every
+    missing piece of every one is reported in one PluginBuildError). Without names: every target
+    of BUILD_TARGETS this machine can build, the others skipped with the reason; `cuda` is required
+    when architectures were given (--cuda-arch) and `plugin` when a TensorRT root was (--tensorrt-root).
+    cmake, a C++ compiler and the sources, which every target needs, are checked first."""
+    unknown = [t for t in (targets or []) if t not in BUILD_TARGETS]
+    if unknown:
+        raise PluginBuildError(f"unknown --target {', '.join(unknown)}: choose from {', '.join(BUILD_TARGETS)}")
+    if tensorrt_root is not None and not Path(tensorrt_root).is_dir():
+        raise PluginBuildError(f"--tensorrt-root {tensorrt_root} is not a directory")
+    plugin_source_dir()
+    find_cmake()
+    find_cxx_compiler()
+    if targets:
+        wanted = list(dict.fromkeys(targets))
+        problems = [f"{t}: {'; '.join(m)}" for t in wanted if (m := missing_for(t, tensorrt_root))]
+        if problems:
+            raise PluginBuildError("cannot build " + " | ".join(problems))
+        return BuildPlan(wanted)
+    required = {"host"} | ({"cuda"} if cuda_archs_given else set()) | ({"plugin"} if tensorrt_root else set())
+    plan = BuildPlan([])
+    for t in BUILD_TARGETS:
+        missing = missing_for(t, tensorrt_root)
+        if not missing:
+            plan.targets.append(t)
+        elif t in required:
+            option = "--cuda-arch" if t == "cuda" else "--tensorrt-root"
+            raise PluginBuildError(f"cannot build {t} (asked for by {option}): {'; '.join(missing)}")
+        else:
+            plan.skipped[t] = "; ".join(missing)
+    return plan
+
+
 @contextlib.contextmanager
 def _build_lock(build_dir: Path) -> Iterator[None]:
     """Serialises concurrent builds into the same directory (e.g. parallel test workers)."""
-    build_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        build_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PluginBuildError(f"cannot create build directory {build_dir}: {exc.strerror or exc}") from None
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
@@ -514,6 +579,8 @@ def ensure_host_library(build_dir: str | os.PathLike | None = None, jobs: int = 
 
 
 __all__ = [
+    "BUILD_TARGETS",
+    "BuildPlan",
     "BuildResult",
     "DEFAULT_CUDA_ARCHS",
     "ENV_PLUGIN_DIR",
@@ -524,6 +591,8 @@ __all__ = [
     "default_build_dir",
     "ensure_host_library",
     "host_sources_digest",
+    "missing_for",
+    "plan_build",
     "find_cmake",
     "find_cxx_compiler",
     "find_cuda_library",

@@ -5,7 +5,7 @@ default through the library's fast kernel (blocks of queries, vectorised, persis
 `path="reference"` runs the per-query arithmetic of
 plugins/aggregated_attention/aggregatedAttentionMath.h -- the same source the CUDA kernel is
 compiled from -- and `path="portable"` the fast kernel without x86 vector extensions. Shapes and
-dtypes are checked here with clear ValueErrors before any pointer reaches C; the library checks the
+dtypes are checked here with clear ValueErrors (InvalidArgumentError) before any pointer reaches C; the library checks the
 sizes again. The checks are kept cheap: the op is called once per block and per inference, at
 sizes where a few tens of microseconds of Python are a visible share.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InvalidArgumentError, TransNeXtDeployError
 from .ops.aggregated_attention import INPUT_NAMES
 
 _LIB_LOCK = threading.Lock()
@@ -26,13 +27,18 @@ _LIBS: dict[str, ctypes.CDLL] = {}  # by resolved path and by the path as given
 _DEFAULT: list[ctypes.CDLL] = []  # the library ensure_host_library() gave, once per process
 _MESSAGES = threading.local()  # a message buffer per calling thread
 
-_ERROR_NAMES = {
-    1: "null pointer",
-    2: "bad attribute",
-    3: "bad shape",
-    4: "limit exceeded",
-    5: "internal error",
+# The library's return codes: TRANSNEXT_AA_ERR_<name> of aggregatedAttentionHost.h, the one
+# definition (the Status enum of aggregatedAttentionMath.h is tied to it by static_asserts in the
+# host and CUDA C APIs, and tests/test_plugin_host.py reads the header to tie this table to it).
+HOST_STATUS = {
+    0: "OK",
+    1: "NULL_POINTER",
+    2: "BAD_ATTRIBUTE",
+    3: "BAD_SHAPE",
+    4: "LIMIT_EXCEEDED",
+    5: "INTERNAL",
 }
+STATUS_INTERNAL = 5
 
 # Implementations of the library (TRANSNEXT_AA_PATH_* in aggregatedAttentionHost.h).
 PATHS = {"auto": 0, "reference": 1, "portable": 2}
@@ -41,11 +47,19 @@ _FLOAT32 = np.dtype(np.float32)
 _FLOAT16 = np.dtype(np.float16)
 
 
-class HostLibraryError(RuntimeError):
+def status_name(code: int) -> str:
+    """'bad shape' for TRANSNEXT_AA_ERR_BAD_SHAPE (3); 'error' for a code the header does not define."""
+    name = HOST_STATUS.get(code)
+    if name is None or code == 0:
+        return "error"
+    return "internal error" if code == STATUS_INTERNAL else name.lower().replace("_", " ")
+
+
+class HostLibraryError(TransNeXtDeployError):
     """The host library rejected a call; `code` is its TRANSNEXT_AA_ERR_* value."""
 
     def __init__(self, code: int, message: str):
-        super().__init__(f"{_ERROR_NAMES.get(code, 'error')} ({code}): {message}")
+        super().__init__(f"{status_name(code)} ({code}): {message}")
         self.code = code
         self.message = message
 
@@ -58,10 +72,10 @@ def _declare(lib: ctypes.CDLL, key: str) -> ctypes.CDLL:
     lib.transnext_aa_host_abi_version.argtypes = []
     version = lib.transnext_aa_host_abi_version()
     if version != ABI_VERSION:
-        raise HostLibraryError(5, f"{key} has C API version {version}, expected {ABI_VERSION}: rebuild it")
+        raise HostLibraryError(STATUS_INTERNAL, f"{key} has C API version {version}, expected {ABI_VERSION}: rebuild it")
     missing = [name for name in ("transnext_aa_forward_f32_path", "transnext_aa_kernel_name") if not hasattr(lib, name)]
     if missing:
-        raise HostLibraryError(5, f"{key} lacks {', '.join(missing)} (built from older sources): rebuild it")
+        raise HostLibraryError(STATUS_INTERNAL, f"{key} lacks {', '.join(missing)} (built from older sources): rebuild it")
     lib.transnext_aa_max_head_dim.restype = i32
     lib.transnext_aa_max_head_dim.argtypes = []
     lib.transnext_aa_max_window_size.restype = i32
@@ -122,7 +136,7 @@ def _library(library) -> ctypes.CDLL:
 def kernel_name(path: str = "auto", library: str | os.PathLike | ctypes.CDLL | None = None) -> str:
     """What `path` runs on this CPU: "avx2", "portable" or "reference"."""
     if path not in PATHS:
-        raise ValueError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
+        raise InvalidArgumentError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
     return _library(library).transnext_aa_kernel_name(PATHS[path]).decode()
 
 
@@ -153,9 +167,9 @@ _FROM_BUFFER = ctypes.c_char.from_buffer
 
 def _attribute(key: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{key} must be an int, got {value!r}")
+        raise InvalidArgumentError(f"{key} must be an int, got {value!r}")
     if value < 1:
-        raise ValueError(f"{key} must be >= 1, got {value}")
+        raise InvalidArgumentError(f"{key} must be >= 1, got {value}")
     return int(value)
 
 
@@ -194,7 +208,7 @@ def aggregated_attention_host(
         learnable_bias, pool_bias)]
     dtype = arrays[0].dtype
     if dtype != _FLOAT32 and dtype != _FLOAT16:
-        raise ValueError(f"query must be float32 or float16, got {dtype}")
+        raise InvalidArgumentError(f"query must be float32 or float16, got {dtype}")
     nh = _attribute("num_heads", num_heads)
     H = _attribute("height", height)
     W = _attribute("width", width)
@@ -202,26 +216,26 @@ def aggregated_attention_host(
     ph = _attribute("pool_height", pool_height)
     pw = _attribute("pool_width", pool_width)
     if w % 2 == 0:
-        raise ValueError(f"window_size must be odd, got {w}")
+        raise InvalidArgumentError(f"window_size must be odd, got {w}")
     code_path = PATHS.get(path)
     if code_path is None:
-        raise ValueError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
+        raise InvalidArgumentError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
     shape = arrays[0].shape
     if len(shape) != 3:
-        raise ValueError(f"query must have shape (B, N, C), got {shape}")
+        raise InvalidArgumentError(f"query must have shape (B, N, C), got {shape}")
     B, N, C = shape
     if N != H * W:
-        raise ValueError(f"query has N={N} tokens but height*width = {H}*{W} = {H * W}")
+        raise InvalidArgumentError(f"query has N={N} tokens but height*width = {H}*{W} = {H * W}")
     if C % nh != 0:
-        raise ValueError(f"channels C={C} is not divisible by num_heads={nh}")
+        raise InvalidArgumentError(f"channels C={C} is not divisible by num_heads={nh}")
     d, P, L = C // nh, ph * pw, w * w
     expected = ((B, N, C), (B, N, 2 * C), (B, P, 2 * C), (nh, d), (nh,), (nh, L), (nh, d, L), (nh, L), (nh, N, P))
     addresses = []
     for k, a in enumerate(arrays):
         if a.dtype != dtype:
-            raise ValueError(f"{INPUT_NAMES[k]} has dtype {a.dtype}, expected {dtype} like query (all inputs share one type)")
+            raise InvalidArgumentError(f"{INPUT_NAMES[k]} has dtype {a.dtype}, expected {dtype} like query (all inputs share one type)")
         if a.shape != expected[k]:
-            raise ValueError(f"{INPUT_NAMES[k]} has shape {tuple(a.shape)}, expected {expected[k]}")
+            raise InvalidArgumentError(f"{INPUT_NAMES[k]} has shape {tuple(a.shape)}, expected {expected[k]}")
         flags = a.flags
         if not (flags.c_contiguous and flags.aligned):
             a = arrays[k] = np.require(a, requirements=("C", "A"))  # the copy stays alive in `arrays`
@@ -231,7 +245,7 @@ def aggregated_attention_host(
         out = np.empty((B, N, C), dtype=dtype)
     elif (type(out) is not np.ndarray or out.dtype != dtype or out.shape != (B, N, C) or not out.flags.c_contiguous
           or not out.flags.writeable):
-        raise ValueError(f"out must be a writeable C-contiguous {dtype} array of shape {(B, N, C)}")
+        raise InvalidArgumentError(f"out must be a writeable C-contiguous {dtype} array of shape {(B, N, C)}")
     addresses.append(_ADDRESSOF(_FROM_BUFFER(out)) if out.size else out.ctypes.data)
 
     lib = _DEFAULT[0] if library is None and _DEFAULT else _library(library)
@@ -253,11 +267,13 @@ def float_to_half_bits(values, library: str | os.PathLike | None = None) -> np.n
 
 
 __all__ = [
+    "HOST_STATUS",
     "HostLibraryError",
     "PATHS",
     "aggregated_attention_host",
     "float_to_half_bits",
     "kernel_name",
     "load_host_library",
+    "status_name",
     "validate_sizes",
 ]

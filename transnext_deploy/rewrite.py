@@ -26,13 +26,13 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from .errors import TransNeXtDeployError
 from .ops.aggregated_attention import (
     INPUT_NAMES,
     OP_DOMAIN,
@@ -47,7 +47,7 @@ MAX_FORWARD_SEARCH = 2000
 FUNCTION_IR_VERSION = 10  # ONNX IR 10 brings function overloads
 
 
-class UnrecognizedGraphError(ValueError):
+class UnrecognizedGraphError(TransNeXtDeployError):
     """The graph does not have the structure the pass fuses; nothing was changed."""
 
 
@@ -459,7 +459,3 @@ def function_form(fused: onnx.ModelProto, matches: list[AttentionMatch], opset: 
     model.functions.extend(functions.values())
     model.ir_version = max(model.ir_version, FUNCTION_IR_VERSION)
     return model
-
-
-def op_counts(model: onnx.ModelProto) -> Counter:
-    return Counter(n.op_type for n in model.graph.node)

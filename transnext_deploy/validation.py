@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .errors import InvalidArgumentError
+
 
 @dataclass(frozen=True)
 class ErrorStats:
@@ -44,7 +46,7 @@ class Tolerance:
             except (TypeError, ValueError):
                 number = math.nan
             if not (math.isfinite(number) and number >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+                raise InvalidArgumentError(f"{name} must be a finite number >= 0, got {value!r}")
             object.__setattr__(self, name, number)
 
     def as_dict(self) -> dict:
@@ -92,7 +94,7 @@ def _pair(reference, output) -> tuple[np.ndarray, np.ndarray]:
     ref = _numpy(reference)
     out = _numpy(output)
     if ref.shape != out.shape:
-        raise ValueError(f"shape mismatch: reference {ref.shape} vs output {out.shape}")
+        raise InvalidArgumentError(f"shape mismatch: reference {ref.shape} vs output {out.shape}")
     return ref, out
 
 

@@ -21,6 +21,12 @@ namespace
 {
 using namespace transnext::aa;
 
+// The C API returns the math header's Status values as its TRANSNEXT_AA_* codes.
+static_assert(TRANSNEXT_AA_OK == kStatusOk && TRANSNEXT_AA_ERR_NULL_POINTER == kStatusNullPointer
+        && TRANSNEXT_AA_ERR_BAD_ATTRIBUTE == kStatusBadAttribute && TRANSNEXT_AA_ERR_BAD_SHAPE == kStatusBadShape
+        && TRANSNEXT_AA_ERR_LIMIT_EXCEEDED == kStatusLimitExceeded && TRANSNEXT_AA_ERR_INTERNAL == kStatusInternal,
+    "the C status codes of aggregatedAttentionHost.h are the Status values of aggregatedAttentionMath.h");
+
 void writeMessage(char* message, int64_t capacity, char const* text)
 {
     if (message != nullptr && capacity > 0)

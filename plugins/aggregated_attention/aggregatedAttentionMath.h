@@ -322,17 +322,6 @@ TNX_AA_HD int64_t poolBiasOffset(Problem const& p, int32_t h, int64_t n, int64_t
     return (static_cast<int64_t>(h) * p.numTokens + n) * p.pooledLen + q;
 }
 
-//! Number of in-image window positions of query pixel (i, j).
-TNX_AA_HD int32_t validLocalCount(Problem const& p, int32_t i, int32_t j)
-{
-    int32_t const r = p.windowSize / 2;
-    int32_t const i0 = i - r < 0 ? 0 : i - r;
-    int32_t const i1 = i + r > p.height - 1 ? p.height - 1 : i + r;
-    int32_t const j0 = j - r < 0 ? 0 : j - r;
-    int32_t const j1 = j + r > p.width - 1 ? p.width - 1 : j + r;
-    return (i1 - i0 + 1) * (j1 - j0 + 1);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Per-query arithmetic.
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Model families. One module per family; variants are data in `VARIANTS`."""
+"""Model families. One module per family; variants are data in `VARIANTS` (models/config.py)."""
 
-from .transnext import VARIANTS, TransNeXt, TransNeXtConfig, create_model, list_models
+from .config import VARIANTS, TransNeXtConfig, resolve_variant
+from .transnext import TransNeXt, create_model, list_models
 
-__all__ = ["VARIANTS", "TransNeXt", "TransNeXtConfig", "create_model", "list_models"]
+__all__ = ["VARIANTS", "TransNeXt", "TransNeXtConfig", "create_model", "list_models", "resolve_variant"]

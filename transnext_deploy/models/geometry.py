@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import InvalidArgumentError
 from .position_bias import FactorizedCPB, factorized_cpb_table, reference_cpb_table
 
 
@@ -92,14 +93,14 @@ def stage_geometry(
     With `trained_grid`, the CPB MLP runs on that grid and the bias is resized to `grid`."""
     pool = (grid[0] // sr_ratio, grid[1] // sr_ratio)
     if min(pool) < 1:
-        raise ValueError(f"grid {grid[0]}x{grid[1]} with sr_ratio {sr_ratio} has an empty pool grid")
+        raise InvalidArgumentError(f"grid {grid[0]}x{grid[1]} with sr_ratio {sr_ratio} has an empty pool grid")
     if trained_grid is None:
         bq, bk = grid, pool
     else:
         bq = trained_grid
         bk = (bq[0] // sr_ratio, bq[1] // sr_ratio)
         if min(bk) < 1:
-            raise ValueError(f"position_bias='interpolate' needs a trained grid with a non-empty pool grid; "
+            raise InvalidArgumentError(f"position_bias='interpolate' needs a trained grid with a non-empty pool grid; "
                              f"{bq[0]}x{bq[1]} with sr_ratio {sr_ratio} has none")
     pool_matrices = None
     if grid[0] % pool[0] or grid[1] % pool[1]:

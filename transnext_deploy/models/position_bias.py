@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import InvalidArgumentError
+
 PATCH_STRIDE = 4
 
 
@@ -71,7 +73,7 @@ def _log_scale(table: np.ndarray) -> np.ndarray:
 
 def _check_pretrain(pretrain_grid: tuple[int, int]) -> None:
     if min(pretrain_grid) < 2:
-        raise ValueError(f"pretrain grid {pretrain_grid} is too small: relative coordinates divide by (side - 1)")
+        raise InvalidArgumentError(f"pretrain grid {pretrain_grid} is too small: relative coordinates divide by (side - 1)")
 
 
 def reference_cpb_table(

@@ -36,21 +36,30 @@ buffers: its state dict is exactly the published one.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import InvalidArgumentError
 from ..ops.aggregated_attention import aggregated_attention_core, window_constants
+from ..resolution import pair
+from .config import (
+    ATTENTION,
+    POSITION_BIAS,
+    VARIANTS,
+    AttentionImpl,
+    PositionBiasMode,
+    TransNeXtConfig,
+    check_input_size,
+    check_pretrain_size,
+    min_input_side,
+    resolve_variant,
+)
 from .geometry import StageGeometry, stage_geometry
 from .position_bias import resize_bias, stage_grids, trained_grids
 
-AttentionImpl = Literal["fast", "plain", "fused"]
-PositionBiasMode = Literal["extrapolate", "interpolate"]
-ATTENTION_IMPLS = ("fast", "plain", "fused")
-POSITION_BIAS_MODES = ("extrapolate", "interpolate")
+ATTENTION_IMPLS = ATTENTION.values
+POSITION_BIAS_MODES = POSITION_BIAS.values
 
 BLOCK_NORM_EPS = 1e-6
 # Whether the fast implementation runs its token projections through oneDNN (see token_linear).
@@ -59,47 +68,6 @@ ONEDNN_PROJECTIONS = torch.backends.mkldnn.is_available()
 # not oneDNN (aten/src/ATen/native/Convolution.cpp), which is slower than F.linear itself: the
 # pooled tokens of a 7x7 pool grid stay on F.linear.
 ONEDNN_MIN_NUMEL = 20480
-
-
-@dataclass(frozen=True)
-class TransNeXtConfig:
-    embed_dims: tuple[int, int, int, int]
-    num_heads: tuple[int, int, int, int]
-    depths: tuple[int, int, int, int]
-    window_sizes: tuple[int | None, ...] = (3, 3, 3, None)
-    sr_ratios: tuple[int, int, int, int] = (8, 4, 2, 1)
-    mlp_ratios: tuple[int, int, int, int] = (8, 8, 4, 4)
-    train_size: int = 224  # resolution the published ImageNet-1K weights were trained at
-    patch_size: int = 4
-
-
-VARIANTS: dict[str, TransNeXtConfig] = {
-    "micro": TransNeXtConfig((48, 96, 192, 384), (2, 4, 8, 16), (2, 2, 15, 2)),
-    "tiny": TransNeXtConfig((72, 144, 288, 576), (3, 6, 12, 24), (2, 2, 15, 2)),
-    "small": TransNeXtConfig((72, 144, 288, 576), (3, 6, 12, 24), (5, 5, 22, 5)),
-    "base": TransNeXtConfig((96, 192, 384, 768), (4, 8, 16, 32), (5, 5, 23, 5)),
-    "micro_AAAA": TransNeXtConfig(
-        (48, 96, 192, 384), (2, 4, 8, 16), (2, 2, 15, 2),
-        window_sizes=(3, 3, 3, 3), sr_ratios=(16, 8, 4, 2), train_size=256,
-    ),
-}
-
-
-def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
-    if isinstance(size, int):
-        return (size, size)
-    h, w = size
-    return (int(h), int(w))
-
-
-def min_input_side(config: TransNeXtConfig) -> int:
-    """Smallest image side for which every aggregated-attention stage has a non-empty pool grid."""
-    side = 1
-    while True:
-        grids = stage_grids(side, side)
-        if all(g[0] // sr >= 1 for g, sr, ws in zip(grids, config.sr_ratios, config.window_sizes) if ws):
-            return side
-        side += 1
 
 
 def _register_fused_op() -> None:
@@ -240,9 +208,9 @@ class AggregatedAttention(nn.Module):
                  implementation: AttentionImpl = "fast"):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+            raise InvalidArgumentError(f"dim {dim} is not divisible by num_heads {num_heads}")
         if window_size % 2 != 1:
-            raise ValueError(f"window size must be odd, got {window_size}")
+            raise InvalidArgumentError(f"window size must be odd, got {window_size}")
         self.dim = dim
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
@@ -349,7 +317,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, implementation: AttentionImpl = "fast"):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+            raise InvalidArgumentError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.temperature = nn.Parameter(torch.log((torch.ones(num_heads, 1, 1) / 0.24).exp() - 1))
@@ -430,22 +398,17 @@ class TransNeXt(nn.Module):
         in_chans: int = 3,
     ):
         super().__init__()
-        if position_bias not in POSITION_BIAS_MODES:
-            raise ValueError(f"position_bias must be one of {POSITION_BIAS_MODES}, got {position_bias!r}")
-        if attention not in ATTENTION_IMPLS:
-            raise ValueError(f"attention must be one of {ATTENTION_IMPLS}, got {attention!r}")
+        position_bias = POSITION_BIAS.parse(position_bias)
+        attention = ATTENTION.parse(attention)
         self.config = config
         self.name = name
-        self.img_size = _pair(img_size if img_size is not None else config.train_size)
-        self.pretrain_size = _pair(pretrain_size if pretrain_size is not None else config.train_size)
+        self.img_size = pair(img_size if img_size is not None else config.train_size)
+        self.check_input_size(*self.img_size)
+        self.pretrain_size = check_pretrain_size(pretrain_size if pretrain_size is not None else config.train_size)
         self.backbone = backbone
         self.position_bias = position_bias
         self.num_stages = 4
         self._geometry: dict[tuple[int, int], list[StageGeometry]] = {}
-        self.check_input_size(*self.img_size)
-        if min(trained_grids(*self.pretrain_size)[-1]) < 2:
-            raise ValueError(f"pretrain_size {self.pretrain_size} is too small: the last stage grid must be at least "
-                             "2x2 (relative coordinates are divided by side - 1)")
 
         c = config
         for i in range(self.num_stages):
@@ -486,8 +449,7 @@ class TransNeXt(nn.Module):
 
     def set_attention(self, implementation: AttentionImpl) -> "TransNeXt":
         """Switch every module that has two implementations (attention, GLU, depthwise convolution)."""
-        if implementation not in ATTENTION_IMPLS:
-            raise ValueError(f"attention must be one of {ATTENTION_IMPLS}, got {implementation!r}")
+        implementation = ATTENTION.parse(implementation)
         if implementation == "fused":
             _register_fused_op()
         for m in self.modules():
@@ -504,16 +466,9 @@ class TransNeXt(nn.Module):
         return min_input_side(self.config)
 
     def check_input_size(self, height: int, width: int) -> None:
-        """Raise ValueError naming the stage and reason when an input size cannot be handled."""
-        if height < 1 or width < 1:
-            raise ValueError(f"input size {height}x{width} must be positive")
-        grids = stage_grids(height, width)
-        for i, (grid, sr, ws) in enumerate(zip(grids, self.config.sr_ratios, self.config.window_sizes)):
-            if ws and (grid[0] // sr < 1 or grid[1] // sr < 1):
-                raise ValueError(
-                    f"input {height}x{width} is too small for transnext_{self.name}: stage {i + 1} has a "
-                    f"{grid[0]}x{grid[1]} token grid and sr_ratio {sr}, so its pool grid would be empty "
-                    f"(smallest accepted side: {self.min_input_side})")
+        """Raise ValueError (InvalidArgumentError) naming the stage and reason when an input size
+        cannot be handled."""
+        check_input_size(self.config, height, width, self.name)
 
     def geometry(self, height: int, width: int) -> list[StageGeometry]:
         """The stage geometries of an input size, built on first use (the model's `img_size` at
@@ -568,7 +523,7 @@ class TransNeXt(nn.Module):
         """The four stage outputs after `norm{i}`, NCHW."""
         height, width = int(x.shape[-2]), int(x.shape[-1])
         if not self.backbone and (height, width) != self.img_size:
-            raise ValueError(f"this classifier is built for {self.img_size[0]}x{self.img_size[1]} inputs, got "
+            raise InvalidArgumentError(f"this classifier is built for {self.img_size[0]}x{self.img_size[1]} inputs, got "
                              f"{height}x{width}; rebuild it with img_size=({height}, {width}) or use backbone=True")
         geometry = self.geometry(int(height), int(width))
         outs = []
@@ -599,9 +554,7 @@ def create_model(
     num_classes: int = 1000,
 ) -> TransNeXt:
     """Build a TransNeXt variant: one of `list_models()`. See the module docstring for sizes."""
-    key = name.removeprefix("transnext_")
-    if key not in VARIANTS:
-        raise ValueError(f"unknown TransNeXt variant {name!r}; choose one of {', '.join(VARIANTS)}")
+    key = resolve_variant(name)
     return TransNeXt(VARIANTS[key], name=key, img_size=img_size, pretrain_size=pretrain_size, backbone=backbone,
                      position_bias=position_bias, attention=attention, num_classes=num_classes)
 

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InvalidArgumentError, TransNeXtDeployError
 from .aggregated_attention import ATTRIBUTE_NAMES, INPUT_NAMES, aggregated_attention_core, input_shapes
 
 NAMESPACE = "transnext"
@@ -55,7 +56,7 @@ ENV_CUDA_LIBRARY = "TRANSNEXT_AA_CUDA_LIBRARY"
 BUILD_COMMAND = "transnext-deploy build-plugin --target cuda"
 
 
-class CudaLibraryError(RuntimeError):
+class CudaLibraryError(TransNeXtDeployError):
     """The CUDA kernel library is missing, stale or refused a call; str() is one line."""
 
 
@@ -64,30 +65,30 @@ class CudaLibraryError(RuntimeError):
 
 
 def check_inputs(tensors: list[torch.Tensor], attrs: dict[str, int]) -> None:
-    """Raise ValueError (one line) unless the nine tensors and six attributes fit the contract."""
+    """Raise InvalidArgumentError (a ValueError, one line) unless the nine tensors and six attributes fit the contract."""
     for name, value in attrs.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            raise InvalidArgumentError(f"{name} must be an int >= 1, got {value!r}")
     if attrs["window_size"] % 2 == 0:
-        raise ValueError(f"window_size must be odd, got {attrs['window_size']}")
+        raise InvalidArgumentError(f"window_size must be odd, got {attrs['window_size']}")
     query = tensors[0]
     if query.dim() != 3:
-        raise ValueError(f"query must have shape (B, N, C), got {tuple(query.shape)}")
+        raise InvalidArgumentError(f"query must have shape (B, N, C), got {tuple(query.shape)}")
     B, N, C = query.shape
     nh, H, W = attrs["num_heads"], attrs["height"], attrs["width"]
     if N != H * W:
-        raise ValueError(f"query has N={N} tokens but height*width = {H}*{W} = {H * W}")
+        raise InvalidArgumentError(f"query has N={N} tokens but height*width = {H}*{W} = {H * W}")
     if C % nh != 0:
-        raise ValueError(f"channels C={C} are not divisible by num_heads={nh}")
+        raise InvalidArgumentError(f"channels C={C} are not divisible by num_heads={nh}")
     expected = input_shapes(B, C // nh, **attrs)
     for name, t in zip(INPUT_NAMES, tensors):
         if t.dtype != query.dtype:
-            raise ValueError(f"{name} has dtype {t.dtype}, expected {query.dtype} like query: all inputs share one "
+            raise InvalidArgumentError(f"{name} has dtype {t.dtype}, expected {query.dtype} like query: all inputs share one "
                              "dtype (cast the parameters to the query's dtype)")
         if t.device != query.device:
-            raise ValueError(f"{name} is on {t.device}, query on {query.device}: all inputs must be on one device")
+            raise InvalidArgumentError(f"{name} is on {t.device}, query on {query.device}: all inputs must be on one device")
         if tuple(t.shape) != expected[name]:
-            raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {expected[name]}")
+            raise InvalidArgumentError(f"{name} has shape {tuple(t.shape)}, expected {expected[name]}")
 
 
 def _decomposition(tensors: list[torch.Tensor], attrs: dict[str, int]) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""`transnext-deploy bench`: the CLI layer over `transnext_deploy.bench`."""
+"""`transnext-deploy bench`: the command over `transnext_deploy.bench`; the table and its notes."""
 
 from __future__ import annotations
 
@@ -12,25 +12,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .cli import UserError, app, console, one_line_errors
+from .app import SIZE_HELP, UserError, console, one_line_errors, split_values, whole_numbers
 
 
-def _split(values: list[str]) -> list[str]:
-    """Repeated options, each possibly comma-separated: -r 224 -r 384 or -r 224,384."""
-    return [v.strip() for value in values for v in value.split(",") if v.strip()]
-
-
-def _ints(values: list[str], option: str) -> list[int]:
-    try:
-        return [int(v) for v in _split(values)]
-    except ValueError:
-        raise UserError(f"{option} takes whole numbers, got {', '.join(values)}") from None
-
-
-@app.command("bench")
-@one_line_errors
 def bench_command(
-    size: str = typer.Option("tiny", "--size", "-s", help="Variant: micro, tiny, small, base or micro_AAAA."),
+    size: str = typer.Option("tiny", "--size", "-s", help=SIZE_HELP),
     resolution: list[str] = typer.Option(  # noqa: B008
         [], "--resolution", "-r", metavar="RES",
         help="Input size, SIDE or HEIGHTxWIDTH; repeat or comma-separate for several. Default: 224 and 384."),
@@ -84,12 +70,13 @@ def bench_command(
     (fp32, CPU). Exported artifacts are made with `export` in --work-dir and reused. The table goes to
     stdout, progress to stderr.
     """
-    from .bench import BenchOptions, plot_report, run_bench
-    from .export import parse_resolution
+    from ..bench import BenchOptions, run_bench
+    from ..bench_plot import plot_report
+    from ..resolution import parse_resolution
 
-    resolutions = [parse_resolution(r) for r in _split(resolution)] or None
-    batches = _ints(batch, "--batch") or None
-    backends = _split(backend) or None
+    resolutions = [parse_resolution(r) for r in split_values(resolution)] or None
+    batches = whole_numbers(batch, "--batch") or None
+    backends = split_values(backend) or None
     if plot_path is not None and plot_path.suffix.lower() != ".png":
         raise UserError(f"--plot writes a PNG: give a path ending in .png, got {plot_path}")
     for path, option in ((json_path, "--json"), (plot_path, "--plot")):
@@ -130,7 +117,7 @@ def _table(report) -> Table:
     """One row per measured case; a backend that did not run is one row with a numbered reason."""
     from rich import box
 
-    from .bench import fmt_number as f
+    from ..bench_report import fmt_number as f
 
     meta = report.meta
     machine = meta["machine"]
@@ -209,4 +196,5 @@ def _print_notes(report, out: Console) -> None:
         console.print(f"[dim]{backend}: {note}[/]", highlight=False, soft_wrap=True)
 
 
-__all__ = ["bench_command"]
+def register(app: typer.Typer) -> None:
+    app.command("bench")(one_line_errors(bench_command))

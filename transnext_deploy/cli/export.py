@@ -1,4 +1,4 @@
-"""`transnext-deploy export`: the CLI layer over `transnext_deploy.export`."""
+"""`transnext-deploy export`: the command over `transnext_deploy.export`."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from .cli import UserError, app, console, one_line_errors
-from .validation import FP32_TOLERANCE
+from ..validation import FP32_TOLERANCE
+from .app import SIZE_HELP, console, note, one_line_errors
 
 
-@app.command("export")
-@one_line_errors
 def export_command(
-    size: str = typer.Option(..., "--size", "-s", help="Variant: micro, tiny, small, base or micro_AAAA."),
+    size: str = typer.Option(..., "--size", "-s", help=SIZE_HELP),
     resolution: list[str] = typer.Option(  # noqa: B008
         [], "--resolution", "-r",
         help="Input size, SIDE or HEIGHTxWIDTH; repeat for one artifact per resolution. "
@@ -59,37 +57,41 @@ def export_command(
     Where TensorRT, a CUDA GPU and the plugin library are present it also builds fp32 and fp16
     engines of model.aa_plugin.onnx; otherwise it says why it skipped them.
     """
-    from .export import ExportOptions, check_options, export, parse_resolution, summary
+    from ..artifacts import export_steps
+    from ..engine import plan_engines
+    from ..export import ExportOptions, check_options, export, summary
+    from ..models.config import MODE, POSITION_BIAS
+    from ..resolution import parse_resolution
 
-    if mode not in ("classify", "backbone"):
-        raise UserError(f"--mode must be classify or backbone, got {mode!r}")
-    if position_bias not in ("extrapolate", "interpolate"):
-        raise UserError(f"--position-bias must be extrapolate or interpolate, got {position_bias!r}")
-    atol = FP32_TOLERANCE.atol if atol is None else atol
-    rtol = FP32_TOLERANCE.rtol if rtol is None else rtol
-    options = ExportOptions(
-        variant=size.removeprefix("transnext_"), resolutions=[parse_resolution(r) for r in resolution], mode=mode,
+    options = check_options(ExportOptions(
+        variant=size, resolutions=[parse_resolution(r) for r in resolution], mode=MODE.parse(mode, "--mode"),
         pretrain_size=pretrain_size, checkpoint=checkpoint, opset=opset, output_dir=output,
-        position_bias=position_bias, atol=atol, rtol=rtol, threads=threads)
-    count = len(check_options(options))
-    steps_per_artifact = 6
+        position_bias=POSITION_BIAS.parse(position_bias, "--position-bias"),
+        atol=FP32_TOLERANCE.atol if atol is None else atol, rtol=FP32_TOLERANCE.rtol if rtol is None else rtol,
+        threads=threads))
+    engines = plan_engines()
+    total = len(options.resolutions) * len(export_steps(engines.precisions))
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
-        task = progress.add_task(f"export transnext_{options.variant}", total=count * steps_per_artifact)
+        task = progress.add_task(f"export transnext_{options.variant}", total=total)
 
         def on_step(res, step):
             progress.update(task, description=f"{res[0]}x{res[1]}: {step}", advance=1)
 
-        results = export(options, progress=on_step)
-        progress.update(task, completed=count * steps_per_artifact, description="done")
+        results = export(options, progress=on_step, engines=engines)
+        progress.update(task, description="done")
     for r in results:
-        for note in r.notes:
-            console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        for text in r.notes:
+            note(text)
         ran = [g for g in r.validation["graphs"].values() if g["passed"] is not None]
         worst = max(g["max_abs"] for g in ran)
         ratio = max(g["worst"]["ratio"] for g in ran)
         console.print(f"[green]ok[/] {r.directory}: {r.blocks_fused} fused blocks, max-abs vs PyTorch {worst:.2e} "
-                      f"({ratio:.2f}x of atol {atol:g} + rtol {rtol:g} * |b| at the worst element), "
+                      f"({ratio:.2f}x of atol {options.atol:g} + rtol {options.rtol:g} * |b| at the worst element), "
                       f"{sum(r.files.values()) / 1e6:.1f} MB, {r.seconds:.0f} s")
     if json_output:
         typer.echo(json.dumps(summary(results), indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(one_line_errors(export_command))

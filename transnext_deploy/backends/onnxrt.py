@@ -1,4 +1,4 @@
-"""Running exported artifacts: onnxruntime sessions, with the fused op available on the CPU.
+"""Exported graphs in onnxruntime: CPU sessions (the fused op available as a custom op) and CUDA.
 
 The custom-op graph (one `TransNeXtAggregatedAttention` node per block, no function body) runs in
 onnxruntime through onnxruntime-extensions, whose Python custom ops live in the fixed domain
@@ -6,6 +6,8 @@ onnxruntime through onnxruntime-extensions, whose Python custom ops live in the 
 op itself calls the plugin's host library (`plugin_host`): its fast CPU kernel, held by the tests to
 the arithmetic the CUDA kernel runs, with as many threads as the session. Graphs whose custom nodes
 carry a local function need nothing: onnxruntime inlines the function body.
+
+`OrtCpuBackend` and `OrtCudaBackend` are the backends over `cpu_session` and a CUDA session.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .ops.aggregated_attention import ATTRIBUTE_NAMES, OP_DOMAIN, OP_NAME, PLUGIN_VERSION_ATTRIBUTE
+from ..artifacts import INPUT_NAME
+from ..errors import InvalidArgumentError, TransNeXtDeployError, one_line
+from ..machine import available_cpus, cuda_devices
+from ..ops.aggregated_attention import ATTRIBUTE_NAMES, OP_DOMAIN, OP_NAME, PLUGIN_VERSION_ATTRIBUTE
+from .base import Backend, DriverProbe, MemoryProbe, cuda_free_bytes
 
 ORT_CONTRIB_DOMAIN = "ai.onnx.contrib"
 # Node attribute that cpu_session() adds to its copy of the graph: the session's thread count, so
@@ -31,11 +37,7 @@ _OUTPUTS = threading.local()  # per calling thread: an output buffer per shape
 
 def default_threads() -> int:
     """Threads of the custom op in a graph that does not say (the CPUs this process may use, at most 8)."""
-    try:
-        available = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        available = os.cpu_count() or 1
-    return max(1, min(available, 8))
+    return max(1, min(available_cpus(), 8))
 
 
 def register_cpu_custom_op(num_threads: int | None = None) -> None:
@@ -48,7 +50,7 @@ def register_cpu_custom_op(num_threads: int | None = None) -> None:
             return
         from onnxruntime_extensions import PyCustomOpDef, onnx_op
 
-        from .plugin_host import aggregated_attention_host, load_host_library
+        from ..plugin_host import aggregated_attention_host, load_host_library
 
         library = load_host_library()  # build or load now, so a missing compiler fails here, not mid-inference
         fallback_threads = num_threads or default_threads()
@@ -61,7 +63,7 @@ def register_cpu_custom_op(num_threads: int | None = None) -> None:
             try:
                 sizes = {name: int(attributes[name]) for name in ATTRIBUTE_NAMES}
             except (KeyError, ValueError) as exc:
-                raise ValueError(f"{OP_NAME}: missing or non-integer attribute ({exc})") from None
+                raise InvalidArgumentError(f"{OP_NAME}: missing or non-integer attribute ({exc})") from None
             threads = int(attributes.get(THREADS_ATTRIBUTE) or 0) or fallback_threads
             # The inputs arrive as fresh contiguous float32 arrays: used as they are (no copy). The
             # result is copied into onnxruntime's output before this thread calls again, so one
@@ -162,3 +164,96 @@ def cpu_session(model: str | os.PathLike | onnx.ModelProto, threads: int = 2, op
         options.register_custom_ops_library(get_library_path())
         proto = _to_contrib_domain(proto, threads)
     return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def host_library_problem() -> str | None:
+    """Why the custom-op graph cannot run on the CPU here (the host library neither ships with this
+    install nor can be built: no compiler, no cmake...), or None when it can."""
+    from .. import plugin_host
+
+    try:
+        plugin_host.load_host_library()
+    except (TransNeXtDeployError, OSError) as exc:
+        return f"the plugin's host library is not available: {exc}"
+    return None
+
+
+def custom_op_problem(threads: int | None = None) -> str | None:
+    """Why the fused op cannot be registered with onnxruntime here, or None once it is (the first
+    registration in the process fixes the op's default thread count)."""
+    try:
+        register_cpu_custom_op(threads)
+    except Exception as exc:  # noqa: BLE001 - any failure to provide the op is the reason
+        return "the CPU custom op cannot be registered: " + one_line(exc)
+    return None
+
+
+def ort_cuda_problem() -> str | None:
+    """Why onnxruntime cannot run on a CUDA GPU here (provider missing, no GPU), or None."""
+    import onnxruntime as ort
+
+    problems = []
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        problems.append(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (a CPU build; "
+                        "install onnxruntime-gpu)")
+    _, no_gpu = cuda_devices()
+    if no_gpu:
+        problems.append(no_gpu)
+    return "; ".join(problems) or None
+
+
+class OrtCudaUnavailable(TransNeXtDeployError):
+    """onnxruntime did not put the graph on the GPU."""
+
+
+class OrtCpuBackend(Backend):
+    """An exported graph (standard, function-form or custom-op) in a cpu_session."""
+
+    def __init__(self, path: str | os.PathLike, threads: int = 2, **session_options):
+        path = Path(path)
+        self.graph = path.name
+        self.session = cpu_session(path, threads=threads, **session_options)
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, prepared):
+        return self.session.run(None, {INPUT_NAME: prepared})
+
+
+class OrtCudaBackend(Backend):
+    """An exported standard graph on onnxruntime's CUDA execution provider, numpy in and out."""
+
+    device = "cuda"
+    notes = ("numpy in and out: host<->device copies are inside the timing",)
+
+    def __init__(self, path: str | os.PathLike):
+        import onnxruntime as ort
+
+        path = Path(path)
+        self.free_before = cuda_free_bytes()
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.graph = path.name
+        self.session = ort.InferenceSession(str(path), options,
+                                            providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+        if "CUDAExecutionProvider" not in self.session.get_providers():
+            raise OrtCudaUnavailable("onnxruntime fell back to the CPU: the CUDA execution provider did not load")
+
+    def run(self, prepared):
+        return self.session.run(None, {INPUT_NAME: prepared})
+
+    def probe(self) -> MemoryProbe:
+        return DriverProbe(self.free_before)
+
+
+__all__ = [
+    "OrtCpuBackend",
+    "OrtCudaBackend",
+    "OrtCudaUnavailable",
+    "cpu_session",
+    "custom_op_problem",
+    "default_threads",
+    "has_custom_nodes",
+    "host_library_problem",
+    "ort_cuda_problem",
+    "register_cpu_custom_op",
+]

@@ -1,0 +1,190 @@
+"""The package's shape: every module imports on its own, no two modules import each other, every
+error derives from the one root, the CLI keeps a bug's traceback, and facts shared with CMake hold.
+
+All of it reads source or imports modules; it takes seconds.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import transnext_deploy
+from transnext_deploy.errors import TransNeXtDeployError
+
+PACKAGE_DIR = Path(transnext_deploy.__file__).resolve().parent
+REPO = PACKAGE_DIR.parent
+PACKAGE = "transnext_deploy"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE_DIR.rglob("*.py"))
+           if "plugins" not in p.relative_to(PACKAGE_DIR).parts and p.name != "__main__.py"}
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """Package modules that `name` imports anywhere in its source (functions included)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    is_package = path.name == "__init__.py"
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".") if is_package else name.split(".")[:-1]
+                base = base[:len(base) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            # `from . import x` names a submodule when there is one, else an attribute of the package.
+            targets = [f"{module}.{a.name}" if f"{module}.{a.name}" in MODULES else module for a in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in MODULES and "." in target:
+                target = target.rsplit(".", 1)[0]
+            if target in MODULES and target != name:
+                found.add(target)
+    return found
+
+
+def test_no_module_imports_another_that_imports_it_back():
+    graph = {name: _imports(name, path) for name, path in MODULES.items()}
+    assert graph["transnext_deploy.export"] >= {"transnext_deploy.artifacts", "transnext_deploy.backends.onnxrt"}
+    cycles = []
+    for start in graph:  # every cycle through `start`, by depth-first search over the import graph
+        stack = [(start, [start])]
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph[node]:
+                if nxt == start:
+                    cycles.append(" -> ".join(path + [start]))
+                elif nxt not in path and nxt > start:  # report each cycle once, from its smallest module
+                    stack.append((nxt, path + [nxt]))
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_the_bottom_modules_import_nothing_from_above():
+    bottom = {"errors": set(), "artifacts": set(), "resolution": {"errors"}, "memory": set(), "machine": set()}
+    for module, allowed in bottom.items():
+        name = f"{PACKAGE}.{module}"
+        assert _imports(name, MODULES[name]) <= {f"{PACKAGE}.{a}" for a in allowed}, module
+
+
+def test_every_module_imports_in_a_fresh_interpreter():
+    """Each module first in its own process (forked after the third-party libraries are loaded, so it
+    takes seconds): an import that only works after another module was imported fails here."""
+    script = textwrap.dedent(f"""
+        import importlib, json, os, sys, traceback
+        import numpy, onnx, torch, typer, rich  # noqa: F401 - loaded once, before the fork
+        assert not [m for m in sys.modules if m.startswith("{PACKAGE}")]
+        failures = {{}}
+        for name in json.loads(sys.argv[1]):
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(read)
+                try:
+                    importlib.import_module(name)
+                    code = 0
+                except BaseException:
+                    os.write(write, traceback.format_exc().encode()[-2000:])
+                    code = 1
+                os._exit(code)
+            os.close(write)
+            with os.fdopen(read, "rb") as f:
+                message = f.read().decode()
+            _, status = os.waitpid(pid, 0)
+            if status != 0:
+                failures[name] = message or f"exit status {{status}}"
+        print(json.dumps(failures))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script, json.dumps(sorted(MODULES))], capture_output=True,
+                          text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    failures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not failures, "\n\n".join(f"{name}:\n{tb}" for name, tb in failures.items())
+
+
+def test_every_package_error_derives_from_the_root():
+    import importlib
+
+    errors = []
+    for name in MODULES:
+        module = importlib.import_module(name)
+        for value in vars(module).values():
+            if (isinstance(value, type) and issubclass(value, BaseException) and value.__module__ == name):
+                errors.append(value)
+    names = {e.__name__ for e in errors}
+    assert {"CheckpointError", "ExportError", "EngineError", "TensorRTUnavailable", "PluginBuildError",
+            "HostLibraryError", "BenchError", "UnrecognizedGraphError", "UserError", "CudaLibraryError",
+            "InvalidArgumentError"} <= names, names
+    assert [e.__name__ for e in errors if not issubclass(e, TransNeXtDeployError)] == []
+    from transnext_deploy.models.config import InvalidArgumentError
+
+    assert issubclass(InvalidArgumentError, ValueError)  # create_model's documented ValueError
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+@pytest.mark.parametrize("exception", [RuntimeError("boom"), ValueError("boom"), OSError(2, "boom")])
+def test_a_bug_inside_a_command_keeps_its_traceback(monkeypatch, exception):
+    import transnext_deploy.info as info
+    from transnext_deploy.cli import app
+
+    def broken():
+        raise exception
+
+    monkeypatch.setattr(info, "collect", broken)
+    result = CliRunner().invoke(app, ["info"], env={"NO_COLOR": "1"})
+    assert result.exit_code == 1 and result.exception is exception, (result.exception, result.output)
+    assert "error:" not in result.output
+
+
+def test_a_package_error_inside_a_command_is_one_line(monkeypatch):
+    import transnext_deploy.info as info
+    from transnext_deploy.cli import app
+
+    def broken():
+        raise TransNeXtDeployError("the machine has no\nfoo")
+
+    monkeypatch.setattr(info, "collect", broken)
+    result = CliRunner().invoke(app, ["info"], env={"NO_COLOR": "1"})
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.stderr.strip() == "error: the machine has no foo"
+
+
+def test_python_dash_m_runs_the_same_app():
+    proc = subprocess.run([sys.executable, "-m", "transnext_deploy.cli", "--help"], capture_output=True, text=True,
+                          timeout=120, env={"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb", "PATH": ""})
+    assert proc.returncode == 0, proc.stderr
+    for command in ("info", "models", "download", "build-plugin", "export", "bench"):
+        assert re.search(rf"\b{command}\b", proc.stdout), command
+
+
+# ------------------------------------------------------------------------------------------ facts shared with CMake
+
+
+def test_default_cuda_architectures_are_the_cmake_default():
+    from transnext_deploy.plugin_build import DEFAULT_CUDA_ARCHS
+
+    cmake = (REPO / "plugins" / "CMakeLists.txt").read_text()
+    defaults = re.findall(r'set\(CMAKE_CUDA_ARCHITECTURES "([^"]+)"', cmake)
+    assert defaults == [";".join(DEFAULT_CUDA_ARCHS)]
+    assert f"The default architectures are {';'.join(DEFAULT_CUDA_ARCHS)}." in (REPO / "README.md").read_text()

@@ -1,0 +1,173 @@
+"""TensorRT engines as a backend.
+
+`TensorRTRunner` executes an engine: on torch CUDA tensors (`infer_device`, what bench times, no
+host copies) or numpy arrays (`__call__`) where torch has CUDA, else through polygraphy's
+`TrtRunner`, numpy in and out. `TensorRTBackend` builds (or reuses) the engine of an exported
+artifact and runs it. Building and loading the plugin stay in `engine.py`, below this module.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts import BATCH_PROFILE, ENGINE_SOURCE
+from ..engine import EngineError, build_engine, load_plugin, read_engine_metadata, require_tensorrt, trt_logger
+from .base import Backend, MemoryProbe, NoProbe, TorchCudaProbe
+
+
+class TensorRTRunner:
+    """Runs an engine. With torch CUDA: inputs and outputs are torch CUDA tensors (`infer_device`,
+    what the benchmark times, no host copies) or numpy arrays (`__call__`). Without torch CUDA:
+    polygraphy's TrtRunner, numpy in and out."""
+
+    def __init__(self, engine_path: str | os.PathLike, plugin_library: str | os.PathLike | None = None):
+        self.path = Path(engine_path)
+        if not self.path.is_file():
+            raise EngineError(f"engine not found: {self.path}")
+        try:
+            self.metadata = read_engine_metadata(self.path)
+        except EngineError:
+            self.metadata = {}
+        needs_plugin = bool(self.metadata.get("plugin_library", True))
+        library = plugin_library or ((self.metadata.get("plugin_library") or {}).get("path") if needs_plugin
+                                     else None)
+        if library and not Path(library).is_file():
+            library = None  # metadata from another machine: fall back to the usual places
+        require_tensorrt(library, need_plugin=needs_plugin)
+        import tensorrt as trt
+
+        if needs_plugin:
+            load_plugin(library)
+        self._trt = trt
+        self._torch = None
+        self._poly = None
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                self._torch = torch
+        except ImportError:
+            pass
+        data = self.path.read_bytes()
+        if self._torch is None:
+            from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+            self._poly = TrtRunner(EngineFromBytes(data))
+            self._poly.activate()
+            self.engine = self._poly.engine
+            self.context = self._poly.context
+        else:
+            self.engine = trt.Runtime(trt_logger()).deserialize_cuda_engine(data)
+            if self.engine is None:
+                raise EngineError(f"cannot deserialize {self.path.name}: built by another TensorRT version or GPU? "
+                                  f"(metadata: TensorRT {self.metadata.get('tensorrt_version')}, "
+                                  f"sm_{(self.metadata.get('gpu') or {}).get('sm')})")
+            self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.output_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+
+    @property
+    def device_memory_bytes(self) -> int | None:
+        """Activation (scratch) memory the execution context holds."""
+        for attr in ("device_memory_size_v2", "device_memory_size"):
+            value = getattr(self.engine, attr, None)
+            if value is not None:
+                return int(value)
+        return None
+
+    def _torch_dtype(self, name: str):
+        trt, torch = self._trt, self._torch
+        mapping = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32,
+                   trt.int64: torch.int64, trt.int8: torch.int8, trt.bool: torch.bool}
+        return mapping[self.engine.get_tensor_dtype(name)]
+
+    def infer_device(self, x) -> list:
+        """Run on a torch CUDA tensor; returns torch CUDA tensors (synchronised)."""
+        if self._torch is None:
+            raise EngineError("infer_device needs torch with CUDA; use runner(numpy_array)")
+        torch = self._torch
+        x = x.to(device="cuda", dtype=self._torch_dtype(self.input_names[0])).contiguous()
+        if not self.context.set_input_shape(self.input_names[0], tuple(x.shape)):
+            profile = self.metadata.get("batch_profile")
+            raise EngineError(f"input shape {tuple(x.shape)} is outside the engine's profile {profile}")
+        self.context.set_tensor_address(self.input_names[0], x.data_ptr())
+        outputs = []
+        for name in self.output_names:
+            out = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=self._torch_dtype(name), device="cuda")
+            self.context.set_tensor_address(name, out.data_ptr())
+            outputs.append(out)
+        stream = torch.cuda.current_stream()
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise EngineError(f"{self.path.name}: execute_async_v3 failed")
+        stream.synchronize()
+        return outputs
+
+    @property
+    def on_torch(self) -> bool:
+        """Whether inputs and outputs can be torch CUDA tensors (infer_device)."""
+        return self._torch is not None
+
+    def __call__(self, x) -> list[np.ndarray]:
+        if self._poly is not None:
+            result = self._poly.infer({self.input_names[0]: np.ascontiguousarray(x, dtype=np.float32)})
+            return [np.asarray(result[n], dtype=np.float32) for n in self.output_names]
+        torch = self._torch
+        tensor = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+        return [o.float().cpu().numpy() for o in self.infer_device(tensor)]
+
+    def close(self) -> None:
+        if self._poly is not None:
+            self._poly.deactivate()
+            self._poly = None
+        self.context = None
+        self.engine = None
+
+
+class TensorRTBackend(Backend):
+    """The engine of an artifact's custom-op graph at one precision, built (or reused) for a batch
+    profile that covers `batches`; inputs go to the GPU in prepare() when torch has CUDA."""
+
+    device = "cuda"
+
+    def __init__(self, artifact: str | os.PathLike, precision: str, batches: Sequence[int] = (1,),
+                 plugin_library: str | os.PathLike | None = None):
+        biggest = max(batches)
+        profile = BATCH_PROFILE if biggest <= BATCH_PROFILE[2] else (1, biggest, biggest)
+        built = build_engine(Path(artifact) / ENGINE_SOURCE, precision, batch_profile=profile,
+                             plugin_library=plugin_library)
+        self.graph = built.path.name
+        self.notes = (("engine reused" if built.reused else f"engine built in {built.metadata['build_seconds']} s"),
+                      "input already on the GPU: no host copies in the timing")
+        self.runner = TensorRTRunner(built.path, plugin_library)
+        self.on_torch = self.runner.on_torch
+
+    def prepare(self, x: np.ndarray):
+        if self.on_torch:
+            import torch
+
+            return torch.from_numpy(np.ascontiguousarray(x)).cuda()
+        return x
+
+    def run(self, prepared):
+        return self.runner.infer_device(prepared) if self.on_torch else self.runner(prepared)
+
+    def to_numpy(self, outputs) -> list[np.ndarray]:
+        return [o.float().cpu().numpy() for o in outputs] if self.on_torch else super().to_numpy(outputs)
+
+    def probe(self) -> MemoryProbe:
+        scratch = self.runner.device_memory_bytes or 0
+        if self.on_torch:
+            return TorchCudaProbe(scratch, "execution-context scratch (engine.device_memory_size) + I/O tensors "
+                                           "(torch allocator peak)")
+        return NoProbe()
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+__all__ = ["TensorRTBackend", "TensorRTRunner"]
