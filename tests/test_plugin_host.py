@@ -586,7 +586,7 @@ def test_onnxruntime_custom_op_runs_the_host_library(host_lib):
     pytest.importorskip("onnxruntime_extensions")
     from onnx import TensorProto, helper
 
-    from transnext_deploy import runtime
+    from transnext_deploy.backends import onnxrt as runtime
 
     case = GRIDS["9x10-w3-P20"]
     attrs = _attrs(case)
