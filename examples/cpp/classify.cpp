@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -130,7 +131,28 @@ std::string loadPlugin(std::string const& path, std::string const& mode)
         throw Error("getPluginRegistry() returned null: this libnvinfer cannot load plugins");
     }
     std::string const creator = std::string(kOpName) + " v" + kPluginVersion;
-    auto registered = [&]() { return registry->getCreator(kOpName, kPluginVersion, kPluginNamespace) != nullptr; };
+    // Looked up in the list rather than with getCreator(), which logs an error for a creator that
+    // is not (yet) there: `auto` asks before the registry has loaded a _dynamic library.
+    auto registered = [&]() {
+        int32_t count = 0;
+        nvinfer1::IPluginCreatorInterface* const* creators = registry->getAllCreators(&count);
+        for (int32_t i = 0; creators != nullptr && i < count; ++i)
+        {
+            if (creators[i] == nullptr
+                || std::strcmp(creators[i]->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") != 0)
+            {
+                continue;
+            }
+            auto const* v3 = static_cast<nvinfer1::IPluginCreatorV3One const*>(creators[i]);
+            char const* space = v3->getPluginNamespace();
+            if (std::strcmp(v3->getPluginName(), kOpName) == 0 && std::strcmp(v3->getPluginVersion(), kPluginVersion) == 0
+                && std::strcmp(space ? space : "", kPluginNamespace) == 0)
+            {
+                return true;
+            }
+        }
+        return false;
+    };
     if (mode != "registry")
     {
         // Never dlclose()d: the registry keeps pointers to the creator until the process exits.
@@ -442,8 +464,9 @@ int run(Options const& options)
         for (size_t rank = 0; rank < top[image].size(); ++rank)
         {
             auto const& [index, probability] = top[image][rank];
-            std::printf("  %zu. class %4zu  p=%.5f%s%s\n", rank + 1, index, probability, labels.empty() ? "" : "  ",
-                labels.empty() ? "" : labels[index].c_str());
+            float const logit = logits[image * classes + index];
+            std::printf("  %zu. class %4zu  p=%.5f  logit=%.5f%s%s\n", rank + 1, index, probability, logit,
+                labels.empty() ? "" : "  ", labels.empty() ? "" : labels[index].c_str());
         }
     }
     return 0;
