@@ -131,7 +131,7 @@ std::string loadPlugin(std::string const& path, std::string const& mode)
         throw Error("getPluginRegistry() returned null: this libnvinfer cannot load plugins");
     }
     std::string const creator = std::string(kOpName) + " v" + kPluginVersion;
-    // Looked up in the list rather than with getCreator(), which logs an error for a creator that
+    // Looked up in the list rather than with getCreator(), which can log an error for a creator that
     // is not (yet) there: `auto` asks before the registry has loaded a _dynamic library.
     auto registered = [&]() {
         int32_t count = 0;
