@@ -164,8 +164,9 @@ def _dtype_cases():
         names = list_models() if device == "cuda" else ["micro", "micro_AAAA"]
         for name in names:
             cases.append(pytest.param(device, name, 64, False, marks=marks, id=f"{device}-{name}-classifier"))
-        # non-square, and pool grids that do not divide the stage grids
-        cases.append(pytest.param(device, "micro", (72, 104), True, marks=marks, id=f"{device}-micro-backbone"))
+        # non-square, and pool grids that do not divide the stage grids (stage 1: 10x17 tokens, pool 1x2).
+        # Kept small: float16 and float64 convolutions are slow on the CPU.
+        cases.append(pytest.param(device, "micro", (40, 68), True, marks=marks, id=f"{device}-micro-backbone"))
     return cases
 
 
@@ -196,14 +197,14 @@ def test_dtype_round_trips_keep_the_constants_and_add_no_state():
     """Per-grid constants are copied from float32 originals: after .half() and .double(), a float32
     model computes what a fresh model with the same (rounded) weights computes, and no dtype or
     device adds anything to the state dict."""
-    model = build("micro", (64, 96), True, "fast")
-    x = torch.randn(1, 3, 64, 96)
+    model = build("micro", (40, 68), True, "fast")
+    x = torch.randn(1, 3, 40, 68)
     keys = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     with torch.no_grad():
         model.half()(x.half())
         model.to(torch.float64)(torch.randn(1, 3, 32, 48, dtype=torch.float64))  # a new size, built in float64
         out = model.float()(x)
-        fresh = create_model("micro", img_size=(64, 96), backbone=True).eval()
+        fresh = create_model("micro", img_size=(40, 68), backbone=True).eval()
         fresh.load_state_dict(model.state_dict())
         expected = fresh(x)
     for a, b in zip(expected, out):
