@@ -188,3 +188,30 @@ def test_default_cuda_architectures_are_the_cmake_default():
     defaults = re.findall(r'set\(CMAKE_CUDA_ARCHITECTURES "([^"]+)"', cmake)
     assert defaults == [";".join(DEFAULT_CUDA_ARCHS)]
     assert f"The default architectures are {';'.join(DEFAULT_CUDA_ARCHS)}." in (REPO / "README.md").read_text()
+
+
+def _c_defines(header: Path, prefix: str) -> dict[str, int]:
+    """`#define <prefix><NAME> <int>` of a C header, as {NAME: int}."""
+    return {m[1]: int(m[2]) for m in re.finditer(rf"^#define {prefix}(\w+)\s+(\d+)\b", header.read_text(), re.M)}
+
+
+def test_host_and_cuda_code_tables_match_the_c_headers():
+    """The Python tables of the C APIs' return codes, paths and dtype codes equal the headers'
+    #defines, and the math header's Status enum has the same values (the C++ side ties them with
+    static_asserts; this ties Python to the same numbers)."""
+    from transnext_deploy import plugin_host
+    from transnext_deploy.ops import fused_op
+
+    plugin_dir = REPO / "plugins" / "aggregated_attention"
+    host_h = plugin_dir / "aggregatedAttentionHost.h"
+    codes = {**_c_defines(host_h, "TRANSNEXT_AA_ERR_"), **{"OK": _c_defines(host_h, "TRANSNEXT_AA_")["OK"]}}
+    assert codes == {name: code for code, name in plugin_host.HOST_STATUS.items()}
+    assert plugin_host.STATUS_INTERNAL == codes["INTERNAL"]
+
+    status_enum = {re.sub(r"(?<!^)(?=[A-Z])", "_", m[1]).upper(): int(m[2]) for m in re.finditer(
+        r"kStatus(\w+)\s*=\s*(\d+)", (plugin_dir / "aggregatedAttentionMath.h").read_text())}
+    assert status_enum == codes
+
+    assert {k.upper(): v for k, v in plugin_host.PATHS.items()} == _c_defines(host_h, "TRANSNEXT_AA_PATH_")
+    cuda_dtypes = _c_defines(plugin_dir / "aggregatedAttentionCuda.h", "TRANSNEXT_AA_DTYPE_")
+    assert {str(dt).removeprefix("torch.").upper(): code for dt, code in fused_op._DTYPE_CODES.items()} == cuda_dtypes
