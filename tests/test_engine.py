@@ -34,11 +34,13 @@ from transnext_deploy.backends.trt import TensorRTRunner
 from transnext_deploy.engine import (
     EngineError,
     TensorRTUnavailable,
+    apply_compatibility,
     build_engines_for_artifact,
+    compatibility_settings,
     resolve_plugin_library,
     tensorrt_status,
 )
-from transnext_deploy.machine import cuda_devices
+from transnext_deploy.machine import CudaDevice, cuda_devices
 from transnext_deploy.validation import error_stats, top1_agreement
 
 # ------------------------------------------------------------------------------------------ CPU
@@ -92,6 +94,42 @@ def test_builder_refuses_with_the_reason(tmp_path):
         build_engines_for_artifact(tmp_path / "nowhere")
     with pytest.raises(EngineError, match="precisions must be among"):
         build_engines_for_artifact(tmp_path, precisions=("int8",))
+
+
+def test_portability_options_reach_the_builder_config(tmp_path):
+    """--version-compatible / --hardware-compatibility: checked against the GPU and the plugin
+    before TensorRT is touched, then set on the builder config (a stand-in for tensorrt here; the
+    GPU test below builds with the real one)."""
+    orin = CudaDevice(0, "Orin", (8, 7), 1 << 34)
+    turing = CudaDevice(0, "T4", (7, 5), 1 << 34)
+    plugin = tmp_path / "libtransnext_aa_plugin.so"
+    plugin.write_bytes(b"")
+    with pytest.raises(EngineError, match="libtransnext_aa_plugin_dynamic.so next to"):
+        compatibility_settings(True, False, device=orin, plugin_library=plugin)
+    with pytest.raises(EngineError, match="compute capability 8.0 or later.*sm_75"):
+        compatibility_settings(False, True, device=turing, plugin_library=None)
+    dynamic = tmp_path / "libtransnext_aa_plugin_dynamic.so"
+    dynamic.write_bytes(b"")
+    both = compatibility_settings(True, True, device=orin, plugin_library=plugin)
+    assert both.plugins_to_serialize == (dynamic,)
+    assert both.as_dict() == {"version_compatible": True, "hardware_compatibility": "ampere_plus"}
+
+    class Config:
+        def __init__(self):
+            self.flags, self.plugins_to_serialize, self.hardware_compatibility_level = [], None, None
+
+        def set_flag(self, flag):
+            self.flags.append(flag)
+
+    trt = type("trt", (), {"BuilderFlag": type("F", (), {"VERSION_COMPATIBLE": "VC"}),
+                           "HardwareCompatibilityLevel": type("H", (), {"AMPERE_PLUS": "A+"})})
+    config = Config()
+    apply_compatibility(trt, config, both)
+    assert config.flags == ["VC"] and config.plugins_to_serialize == [str(dynamic)]
+    assert config.hardware_compatibility_level == "A+"
+    plain = Config()
+    apply_compatibility(trt, plain, compatibility_settings(False, False, device=turing, plugin_library=plugin))
+    assert plain.flags == [] and plain.plugins_to_serialize is None and plain.hardware_compatibility_level is None
 
 
 def test_runner_refuses_a_missing_engine(tmp_path):
@@ -176,3 +214,34 @@ def test_engines_match_pytorch(tmp_path, plugin_library):
             else:
                 assert stats.cosine > 0.999, f"fp16 batch {batch}: {stats}"
                 assert stats.max_abs <= FP16_REL_TOL * float(np.abs(ref).max()), f"fp16 batch {batch}: {stats}"
+
+
+@gpu
+def test_portable_engine_builds_and_runs(tmp_path, plugin_library):
+    """A version-compatible (and, from sm_80, hardware-compatible) fp32 engine: built with the plugin
+    serialised into it, recorded in its metadata, and as close to PyTorch as the plain engine."""
+    from helpers import perturbed_checkpoint
+
+    from transnext_deploy.export import ExportOptions, build_model, export
+
+    ckpt = perturbed_checkpoint(tmp_path / "micro.pth", "micro")
+    (result,) = export(ExportOptions("micro", resolutions=[(64, 64)], checkpoint=str(ckpt), output_dir=tmp_path / "a"))
+    hardware = torch.cuda.get_device_capability() >= (8, 0)
+    (path,) = build_engines_for_artifact(result.directory, ("fp32",), plugin_library=plugin_library,
+                                         timing_cache=tmp_path / "timing.cache", version_compatible=True,
+                                         hardware_compatibility=hardware)
+    meta = json.loads(path.with_name(path.name + ".json").read_text())
+    assert meta["version_compatible"] is True
+    assert meta["hardware_compatibility"] == ("ampere_plus" if hardware else None)
+    model, _ = build_model(ExportOptions("micro", checkpoint=str(ckpt)), (64, 64))
+    model.set_attention("plain")
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref = model(x).numpy()
+    runner = TensorRTRunner(path, plugin_library)
+    try:
+        out = runner(x.numpy())[0]
+    finally:
+        runner.close()
+    stats = error_stats(ref, out)
+    assert stats.max_abs <= FP32_REL_TOL * max(1.0, float(np.abs(ref).max())), str(stats)
