@@ -16,6 +16,7 @@ import torch
 from typer.main import get_command
 from typer.testing import CliRunner
 
+from helpers import error_line
 from transnext_deploy import __version__, create_model, plugin_build
 from transnext_deploy.artifacts import sha256sum
 from transnext_deploy.checkpoint import official_weights
@@ -35,13 +36,11 @@ def invoke(*args: str, env: dict[str, str] | None = None):
 def assert_one_line_error(result, *fragments: str) -> str:
     assert result.exit_code == 1, (result.exit_code, result.output)
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
+    line = error_line(result.stderr)
     assert "Traceback" not in result.output
     for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
+        assert fragment in line, line
+    return line
 
 
 def _have_cmake_and_cxx() -> bool:

@@ -376,12 +376,42 @@ def _manifest(model: TransNeXt, options: ExportOptions, resolution, weights, mat
 
 
 def _check_output_dir(output_dir: Path) -> None:
+    """Refuse an output directory that cannot be created or written, creating nothing (export()
+    creates it, and removes what it created when the export fails)."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ExportError(f"output directory {output_dir} is a file")
+    existing = output_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ExportError(f"cannot create output directory {output_dir}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == output_dir else f"cannot be created: {existing} is not writable"
+        raise ExportError(f"output directory {output_dir} {what}")
+
+
+def _make_output_dir(output_dir: Path) -> list[Path]:
+    """Create the output directory; returns the directories this created, outermost first."""
+    created = []
+    for directory in (*reversed(output_dir.absolute().parents), output_dir.absolute()):
+        if not directory.exists():
+            created.append(directory)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        _remove_empty(created)
         raise ExportError(f"cannot create output directory {output_dir}: {exc.strerror or exc}") from None
-    if not os.access(output_dir, os.W_OK | os.X_OK):
-        raise ExportError(f"output directory {output_dir} is not writable")
+    return created
+
+
+def _remove_empty(created: list[Path]) -> None:
+    """Remove the directories an export created, innermost first, as long as they are empty: a
+    failed export leaves nothing behind, and never removes what it did not write."""
+    for directory in reversed(created):
+        try:
+            directory.rmdir()
+        except OSError:
+            return
 
 
 def _publish(staging: Path, final: Path) -> None:
@@ -487,10 +517,15 @@ def export(options: ExportOptions, progress: Progress | None = None, engines: En
     a GPU and the plugin are here); `progress` gets every step of export_steps(engines.precisions)."""
     options = check_options(options)
     engines = plan_engines() if engines is None else engines
+    created = _make_output_dir(Path(options.output_dir))
     results = []
-    for r in options.resolutions:
-        step = (lambda s, r=r: progress(r, s)) if progress else (lambda s: None)
-        results.append(export_resolution(options, r, step, engines))
+    try:
+        for r in options.resolutions:
+            step = (lambda s, r=r: progress(r, s)) if progress else (lambda s: None)
+            results.append(export_resolution(options, r, step, engines))
+    except BaseException:
+        _remove_empty(created)  # the output directory too, when this export made it and wrote nothing in it
+        raise
     return results
 
 
