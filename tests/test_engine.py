@@ -245,3 +245,92 @@ def test_portable_engine_builds_and_runs(tmp_path, plugin_library):
         runner.close()
     stats = error_stats(ref, out)
     assert stats.max_abs <= FP32_REL_TOL * max(1.0, float(np.abs(ref).max())), str(stats)
+
+
+# ------------------------------------------------------------------------------------------ build-engine
+
+
+def _identity_artifact(directory):
+    node = onnx.helper.make_node("Identity", ["images"], ["logits"])
+    graph = onnx.helper.make_graph([node], "g", [onnx.helper.make_tensor_value_info("images", 1, [None, 3, 8, 8])],
+                                   [onnx.helper.make_tensor_value_info("logits", 1, [None, 3, 8, 8])])
+    directory.mkdir(parents=True, exist_ok=True)
+    onnx.save(onnx.helper.make_model(graph), str(directory / "model.aa_plugin.onnx"))
+    return directory
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from transnext_deploy.cli import app
+
+    return CliRunner().invoke(app, ["build-engine", *args], env={"COLUMNS": "80", "NO_COLOR": "1"})
+
+
+def test_build_engine_without_tensorrt_is_one_line(tmp_path):
+    from helpers import error_line
+
+    missing = [f for f in _expected_missing() if "libtransnext_aa_plugin" not in f]
+    if not missing:
+        pytest.skip("TensorRT and a GPU are present here")
+    result = _cli(str(_identity_artifact(tmp_path / "a")))
+    assert result.exit_code == 1 and result.stdout == ""
+    line = error_line(result.stderr)
+    assert line.startswith("error: TensorRT engines cannot be built here: ")
+    for fragment in missing:
+        assert fragment in line
+    if importlib.util.find_spec("tensorrt") is None:
+        assert "pip install 'transnext-deploy[tensorrt]'" in line  # rich markup must not eat the extra
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["model.aa_plugin.onnx"]
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--precision", "int8"], "--precision takes fp32 or fp16, got int8"),
+    (["--batch", "8", "1", "32"], "1 <= MIN <= OPT <= MAX, got 8 1 32"),
+    (["--batch", "0", "1", "1"], "got 0 1 1"),
+])
+def test_build_engine_bad_options_are_one_line(tmp_path, args, fragment):
+    from helpers import error_line
+
+    result = _cli(str(_identity_artifact(tmp_path / "a")), *args)
+    assert result.exit_code == 1 and fragment in error_line(result.stderr)
+    result = _cli(str(tmp_path / "elsewhere"))
+    assert result.exit_code == 1 and "is not an export artifact directory" in error_line(result.stderr)
+
+
+def test_build_engine_passes_every_option_to_the_builder(tmp_path, monkeypatch):
+    """The command is the builder export calls: precisions, profile, plugin and the two portability
+    options arrive as given (the builder itself is stood in for; the GPU tests build for real)."""
+    import transnext_deploy.engine as engine_module
+
+    artifact = _identity_artifact(tmp_path / "a")
+    calls = []
+
+    def fake_build(directory, precisions, **kwargs):
+        calls.append((directory, precisions, kwargs))
+        paths = []
+        for p in precisions:
+            path = artifact / f"model.aa_plugin.{p}.engine"
+            path.write_bytes(b"x")
+            (artifact / f"{path.name}.json").write_text(json.dumps({"precision": p, "tensorrt_version": "10.3",
+                                                                     "gpu": {"name": "Orin"}}))
+            kwargs["progress"](f"building the {p} TensorRT engine")
+            paths.append(path)
+        return paths
+
+    monkeypatch.setattr(engine_module, "build_engines_for_artifact", fake_build)
+    plugin = tmp_path / "libtransnext_aa_plugin.so"
+    result = _cli(str(artifact), "--precision", "fp16", "--batch", "2", "4", "16", "--plugin", str(plugin),
+                  "--version-compatible", "--hardware-compatibility", "--json")
+    assert result.exit_code == 0, result.output
+    ((directory, precisions, kwargs),) = calls
+    assert directory == artifact and precisions == ("fp16",)
+    assert kwargs["batch_profile"] == (2, 4, 16) and kwargs["plugin_library"] == plugin
+    assert kwargs["version_compatible"] is True and kwargs["hardware_compatibility"] is True
+    summary = json.loads(result.stdout)
+    assert [e["precision"] for e in summary["engines"]] == ["fp16"] and summary["engines"][0]["gpu"] == "Orin"
+    assert "building the fp16 TensorRT engine" in result.stderr  # one plain progress line off a terminal
+    calls.clear()
+    assert _cli(str(artifact)).exit_code == 0
+    assert calls[0][1] == ("fp32", "fp16") and calls[0][2]["batch_profile"] == (1, 8, 32)
+    assert calls[0][2]["version_compatible"] is False and calls[0][2]["hardware_compatibility"] is False
