@@ -16,7 +16,7 @@ import torch
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from helpers import error_line
+from helpers import PROGRESS_LINE, error_line
 from transnext_deploy import __version__, create_model, plugin_build
 from transnext_deploy.artifacts import sha256sum
 from transnext_deploy.checkpoint import official_weights
@@ -159,7 +159,9 @@ def test_build_plugin_host_json(plugin_dir):
     library = Path(summary["libraries"]["host"])
     assert library == plugin_dir.resolve() / "libtransnext_aa_host.so" and library.stat().st_size > 0
     assert summary["targets"] == ["host"] and summary["skipped"] == {}
-    assert result.stderr.strip() == ""  # the progress spinner leaves nothing behind off a terminal
+    # off a terminal: one plain progress line, no spinner residue
+    (line,) = result.stderr.splitlines()
+    assert PROGRESS_LINE.match(line) and f"building host with CMake in {plugin_dir.resolve()}" in line
     assert summary["build_dir"] == str(plugin_dir.resolve())
     assert plugin_build.find_host_library(plugin_dir) == library
 
@@ -234,3 +236,48 @@ def test_every_command_help_mentions_every_option(name):
                 assert opt in text, f"{name} --help does not mention {opt}"
     assert "--help" in text
     assert "<bool>" not in text  # flags are shown as flags
+
+
+# ------------------------------------------------------------------------------------- info, models at 80 columns
+
+
+def test_models_at_80_columns_keeps_every_name_whole():
+    from transnext_deploy.checkpoint import OFFICIAL_WEIGHTS
+
+    result = invoke("models", env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    text = ANSI.sub("", result.stdout)
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    words = set(re.findall(r"[\w.]+", text))
+    assert set(SPEC_PARAMS_M) <= words  # the names a user types
+    assert {w.filename for w in OFFICIAL_WEIGHTS.values()} <= words  # every weights file, whole
+    wide = ANSI.sub("", invoke("models", env={"COLUMNS": "200"}).stdout)
+    assert "┃ name" in wide and "transnext_small_384_1k_ft_1k.pth" in wide  # a table where it fits
+
+
+def test_info_rows_for_validation_nvcc_and_the_plugin():
+    report = json.loads(invoke("info", "--json").stdout)
+    ext = report["onnxruntime-extensions"]
+    assert ext["available"] is (importlib.util.find_spec("onnxruntime_extensions") is not None)
+    nvcc = report["nvcc"]
+    if nvcc["available"]:
+        assert re.match(r"CUDA \d+\.\d+ \(V[\d.]+, /\S+nvcc\)$", nvcc["detail"]), nvcc["detail"]
+    plugin = report["tensorrt-plugin-library"]
+    if not plugin["available"]:
+        assert "TensorRT headers" in plugin["detail"] and "--target plugin --tensorrt-root DIR" in plugin["detail"]
+
+
+def test_info_in_an_installed_package_without_sources_recommends_what_works(monkeypatch):
+    def no_sources():
+        raise plugin_build.PluginBuildError("plugin sources not found (test)")
+
+    monkeypatch.setattr(plugin_build, "plugin_source_dir", no_sources)
+    for finder in ("find_host_library", "find_cuda_library", "find_plugin_library"):
+        monkeypatch.setattr(plugin_build, finder, lambda *a, **k: None)
+    report = json.loads(invoke("info", "--json").stdout)
+    for name in ("plugin-host-library", "cuda-kernel-library", "tensorrt-plugin-library"):
+        detail = report[name]["detail"]
+        assert "build-plugin" not in detail and "reinstall transnext-deploy from its wheel or sdist" in detail, detail
+    assert "set $TRANSNEXT_AA_PLUGIN to a library built elsewhere" in report["tensorrt-plugin-library"]["detail"]
+    table = ANSI.sub("", invoke("info", env={"COLUMNS": "250"}).stdout)
+    assert "onnxruntime-extensions" in table and "$TRANSNEXT_AA_PLUGIN" in table

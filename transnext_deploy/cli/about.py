@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .. import __version__
-from .app import one_line_errors
+from .app import one_line_errors, output_console
 
 
 def info(
@@ -30,8 +30,8 @@ def info(
     table.add_column("status")
     table.add_column("detail", overflow="fold")
     for p in probes:
-        table.add_row(p.name, "[green]ok[/]" if p.available else "[yellow]missing[/]", p.detail)
-    Console().print(table)
+        table.add_row(p.name, Text("ok", "green") if p.available else Text("missing", "yellow"), Text(p.detail))
+    output_console().print(table)
 
 
 def models(
@@ -58,13 +58,28 @@ def models(
     if json_output:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title="TransNeXt variants")
-    for col in ("name", "params (M)", "embed dims", "depths", "sr ratios", "trained at", "official weights"):
-        table.add_column(col)
+    columns = ("name", "params (M)", "embed dims", "depths", "sr ratios", "trained at", "official weights")
+    cells = [(r["name"], f"{r['params_millions']:.2f}", str(r["embed_dims"]), str(r["depths"]), str(r["sr_ratios"]),
+              str(r["train_size"]), "\n".join(r["official_weights"]) or "-") for r in rows]
+    out = output_console()
+    # a table only as wide as its longest cells, borders included; else one block per variant, so the
+    # name to type and the weights file names are never cut
+    needed = 1 + sum(3 + max(len(line) for cell in [col, *(c[i] for c in cells)] for line in cell.split("\n"))
+                     for i, col in enumerate(columns))
+    if out.width >= needed:
+        table = Table(title="TransNeXt variants")
+        for col in columns:
+            table.add_column(col, no_wrap=True)
+        for row in cells:
+            table.add_row(*(Text(c) for c in row))
+        out.print(table)
+        return
     for r in rows:
-        table.add_row(r["name"], f"{r['params_millions']:.2f}", str(r["embed_dims"]), str(r["depths"]),
-                      str(r["sr_ratios"]), str(r["train_size"]), ", ".join(r["official_weights"]) or "-")
-    Console().print(table)
+        out.print(Text.assemble((r["name"], "bold"), f"  {r['params_millions']:.2f} M parameters, trained at "
+                                f"{r['train_size']}"), soft_wrap=True)
+        out.print(Text(f"  embed dims {r['embed_dims']}, depths {r['depths']}, sr ratios {r['sr_ratios']}"))
+        for w in r["official_weights"] or ["-"]:
+            out.print(Text(f"  weights: {w}"), soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

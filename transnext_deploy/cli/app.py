@@ -60,26 +60,26 @@ def note(text: str, label: str = "note") -> None:
 
 
 def output_console() -> Console:
-    """The console of tables and results on stdout: the terminal's width on a terminal; otherwise
-    wide enough that nothing is wrapped or cut for a pipe or a file."""
+    """The console of tables and results on stdout: the terminal's width (or $COLUMNS); for a pipe or
+    a file without $COLUMNS, wide enough that nothing is wrapped or cut."""
     import sys
 
-    return Console(width=None if sys.stdout.isatty() else 240)
+    return Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 240)
 
 
 class StepProgress:
     """Progress on stderr. On a terminal: rich's spinner, description, bar and elapsed time,
     erased when done. Otherwise (CI, `| tee`, nohup): one plain line per step with the elapsed
     time, `[  12.3 s] 224x224: tracing to standard ONNX (2/5)`; updates that do not advance
-    (e.g. the rounds inside one bench case) print at most every `quiet_s` seconds.
+    (the rounds inside one bench case, a download's bytes) print at most every `quiet_s` seconds.
 
     with StepProgress("export transnext_micro", total=5) as progress:
         progress.update("building the PyTorch model", advance=1)
     """
 
     def __init__(self, title: str, total: float | None = None, *, columns: Sequence | None = None,
-                 quiet_s: float = 10.0):
-        self.title, self.total, self.columns, self.quiet_s = title, total, columns, quiet_s
+                 quiet_s: float = 10.0, counts: bool = True):
+        self.title, self.total, self.columns, self.quiet_s, self.counts = title, total, columns, quiet_s, counts
         self.terminal = console.is_terminal
         self.completed = 0.0
         self._progress = None
@@ -104,7 +104,9 @@ class StepProgress:
             self._progress.__exit__(*exc_info)
 
     def update(self, description: str, *, advance: float = 0.0, completed: float | None = None,
-               total: float | None = None) -> None:
+               total: float | None = None, step: bool | None = None) -> None:
+        """A new description and/or amount done. Off a terminal it is printed when it is a step:
+        `step`, by default whether the amount done grew; anything else at most every quiet_s."""
         before = self.completed
         self.completed = completed if completed is not None else self.completed + advance
         if total is not None:
@@ -116,10 +118,12 @@ class StepProgress:
         now = time.perf_counter()
         if description == self._last_text:
             return
-        if self.completed == before and self._last_text is not None and now - self._last_line < self.quiet_s:
+        if step is None:
+            step = self.completed > before
+        if not step and self._last_text is not None and now - self._last_line < self.quiet_s:
             return
         self._last_text, self._last_line = description, now
-        count = f" ({self.completed:g}/{self.total:g})" if self.total else ""
+        count = f" ({self.completed:g}/{self.total:g})" if self.total and self.counts else ""
         say(f"[{now - self._start:7.1f} s] {description}{count}")
 
 
