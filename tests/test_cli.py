@@ -281,3 +281,35 @@ def test_info_in_an_installed_package_without_sources_recommends_what_works(monk
     assert "set $TRANSNEXT_AA_PLUGIN to a library built elsewhere" in report["tensorrt-plugin-library"]["detail"]
     table = ANSI.sub("", invoke("info", env={"COLUMNS": "250"}).stdout)
     assert "onnxruntime-extensions" in table and "$TRANSNEXT_AA_PLUGIN" in table
+
+
+# ------------------------------------------------------------------------------------- cache
+
+
+def test_cache_reports_and_clears_its_parts(tmp_path):
+    root = tmp_path / "cache"
+    (root / "bench" / "art").mkdir(parents=True)
+    (root / "bench" / "art" / "model.onnx").write_bytes(b"x" * 3000)
+    (root / "tensorrt").mkdir()
+    (root / "tensorrt" / "timing.cache").write_bytes(b"x" * 200)
+    (root / "transnext_micro_224_1k.pth").write_bytes(b"x" * 1000)
+    (root / "notes.txt").write_text("the user's own file")  # not the package's: never counted, never removed
+    env = {"TRANSNEXT_DEPLOY_CACHE": str(root)}
+    report = json.loads(invoke("cache", "--json", env=env).stdout)
+    assert report["directory"] == str(root.resolve())
+    parts = report["parts"]
+    assert (parts["bench"]["bytes"], parts["bench"]["files"]) == (3000, 1)
+    assert parts["bench"]["path"] == str(root.resolve() / "bench")
+    assert parts["tensorrt"]["bytes"] == 200 and parts["weights"]["bytes"] == 1000 and parts["plugins"]["bytes"] == 0
+    table = invoke("cache", env=env)
+    assert table.exit_code == 0 and "3.0 KB" in table.stdout and str(root.resolve() / "bench") in table.stdout
+
+    cleared = invoke("cache", "--clear", "bench", "--json", env=env)
+    assert cleared.exit_code == 0, cleared.output
+    data = json.loads(cleared.stdout)
+    assert data["cleared"] == {"bench": 3000} and data["parts"]["bench"]["bytes"] == 0
+    assert "cleared bench: 3.0 KB freed" in cleared.stderr
+    assert not (root / "bench").exists() and (root / "tensorrt" / "timing.cache").is_file()
+    assert invoke("cache", "--clear", "all", env=env).exit_code == 0
+    assert sorted(p.name for p in root.iterdir()) == ["notes.txt"]
+    assert_one_line_error(invoke("cache", "--clear", "everything", env=env), "--clear takes weights, bench")

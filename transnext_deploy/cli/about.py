@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import __version__
-from .app import one_line_errors, output_console
+from .app import UserError, one_line_errors, output_console, say, split_values
 
 
 def info(
@@ -82,6 +82,52 @@ def models(
             out.print(Text(f"  weights: {w}"), soft_wrap=True)
 
 
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def cache(
+    clear: list[str] = typer.Option(  # noqa: B008
+        [], "--clear", metavar="PART",
+        help="Delete a part of the cache: weights, bench, tensorrt, plugins, or all; repeat or comma-separate "
+             "for several. Without it, only report."),
+    json_output: bool = typer.Option(False, "--json", help="Print {directory, parts: {PART: {path, bytes, files, "
+                                                           "what}}, cleared} as JSON on stdout."),
+) -> None:
+    """Show where the user cache is, how big each part is, and clear parts of it.
+
+    The cache is $TRANSNEXT_DEPLOY_CACHE, else $XDG_CACHE_HOME/transnext-deploy or
+    ~/.cache/transnext-deploy. bench keeps its exported artifacts there (about 900 MB after the
+    defaults) and reuses them; `--clear bench` frees that space, and the next bench exports again.
+    """
+    from ..artifacts import CACHE_PARTS, cache_dir, cache_usage, clear_cache
+
+    parts = split_values(clear)
+    if "all" in parts:
+        parts = list(CACHE_PARTS)
+    unknown = [p for p in parts if p not in CACHE_PARTS]
+    if unknown:
+        raise UserError(f"--clear takes {', '.join(CACHE_PARTS)} or all, got {', '.join(unknown)}")
+    freed = clear_cache(list(dict.fromkeys(parts))) if parts else {}
+    usage = cache_usage()
+    if json_output:
+        typer.echo(json.dumps({"directory": str(cache_dir()), "parts": usage, "cleared": freed}, indent=2))
+    else:
+        table = Table(title=Text(f"cache {cache_dir()}"))
+        for col in ("part", "size", "files", "path", "what"):
+            table.add_column(col, overflow="fold")
+        for part, u in usage.items():
+            table.add_row(part, human_bytes(u["bytes"]), str(u["files"]), Text(u["path"]), Text(u["what"]))
+        output_console().print(table)
+    for part, n in freed.items():
+        say(f"cleared {part}: {human_bytes(n)} freed", label="ok", style="green")
+
+
 def register(app: typer.Typer) -> None:
     app.command("info")(one_line_errors(info))
     app.command("models")(one_line_errors(models))
+    app.command("cache")(one_line_errors(cache))
