@@ -171,7 +171,9 @@ def test_polygraphy_reproduces_the_comparison(bench_setup):
     report, _, _, _ = bench_setup
     entry = report.polygraphy[0]
     assert set(entry["commands"]) >= {"ort-cpu", "ort-cpu-function-form", "tensorrt-fp32", "tensorrt-fp16"}
-    assert "--plugins $TRANSNEXT_AA_PLUGIN" in entry["commands"]["tensorrt-fp16"]
+    assert '--plugins "$TRANSNEXT_AA_PLUGIN"' in entry["commands"]["tensorrt-fp16"]
+    h, w = entry["resolution"]
+    assert f"--trt-min-shapes 'images:[{entry['batch']},3,{h},{w}]'" in entry["commands"]["tensorrt-fp16"]  # zsh
     proc = subprocess.run(shlex.split(entry["commands"]["ort-cpu"]), capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "PASSED" in proc.stdout + proc.stderr

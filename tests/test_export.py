@@ -122,11 +122,46 @@ def test_manifest_describes_the_artifact(micro_artifacts):
         assert sha256sum(d / name) == info["sha256"] and (d / name).stat().st_size == info["bytes"]
     assert "--staticPlugins=" in m["commands"]["trtexec_plugin"] and PLUGIN_FILE in m["commands"]["trtexec_plugin"]
     assert "--plugins" in m["commands"]["polygraphy_compare"]
+    assert "from this artifact directory" in m["commands_note"] and "$TRANSNEXT_AA_PLUGIN" in m["commands_note"]
+    assert list(m).index("commands_note") == list(m).index("commands") - 1  # right next to them
     assert m["tool_versions"]["onnx"] == onnx.__version__
     model = onnx.load(str(d / STANDARD_FILE), load_external_data=False)
     onnx.checker.check_model(model, full_check=True)
     dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", 3, 64, 96]
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash", "zsh"])
+def test_manifest_command_lines_run_as_written_in_the_artifact_directory(micro_artifacts, tmp_path, shell):
+    """Each command line, pasted into a shell in the artifact directory with $TRANSNEXT_AA_PLUGIN
+    set, reaches trtexec / polygraphy (stand-ins that print their arguments) with the graph file
+    present and every shape argument whole (zsh globs unquoted brackets)."""
+    import shutil
+    import subprocess
+
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
+    results, _ = micro_artifacts
+    d = Path(results[1].directory)
+    commands = json.loads((d / "manifest.json").read_text())["commands"]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("trtexec", "polygraphy"):
+        (bin_dir / tool).write_text("#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n")
+        (bin_dir / tool).chmod(0o755)
+    plugin = tmp_path / "lib dir" / "libtransnext_aa_plugin.so"  # a space in the path, too
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "TRANSNEXT_AA_PLUGIN": str(plugin)}
+    for name, line in commands.items():
+        proc = subprocess.run([shell, "-c", line], cwd=d, capture_output=True, text=True, env=env, timeout=60)
+        assert proc.returncode == 0, (name, line, proc.stderr)
+        args = proc.stdout.splitlines()
+        graph = next(a.split("=", 1)[-1] for a in args if a.endswith(".onnx"))
+        assert (d / graph).is_file(), (name, graph)
+        if name.startswith("polygraphy"):
+            assert "images:[8,3,64,96]" in args and str(plugin) in args, (name, args)
+        else:
+            assert "--optShapes=images:8x3x64x96" in args, (name, args)
+            assert (f"--staticPlugins={plugin}" in args) == (name != "trtexec_standard"), (name, args)
 
 
 def test_backbone_mode_and_micro_aaaa_fuse_every_block(tmp_path):

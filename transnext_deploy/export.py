@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import tempfile
 import time
@@ -70,6 +71,10 @@ DEFAULT_ATOL = FP32_TOLERANCE.atol
 DEFAULT_RTOL = FP32_TOLERANCE.rtol
 # Largest model a single protobuf can hold; past it the weights go to an external data file.
 PROTOBUF_LIMIT = 2**31 - 1
+# Next to the manifest's command lines: what they assume.
+COMMANDS_NOTE = (f"Run these from this artifact directory (the file names are relative to it), with ${PLUGIN_ENV} set "
+                 "to the path of libtransnext_aa_plugin.so (`transnext-deploy build-plugin --target plugin`); "
+                 "trtexec and polygraphy come with TensorRT. Arguments are quoted for sh, bash and zsh.")
 Progress = Callable[[tuple[int, int], str], None]  # (resolution, step): one call per step of export_steps()
 
 
@@ -311,9 +316,13 @@ def _commands(resolution: tuple[int, int], tolerance: Tolerance) -> dict[str, st
     lo, opt, hi = BATCH_PROFILE
     shapes = (f"--minShapes={INPUT_NAME}:{lo}x3x{h}x{w} --optShapes={INPUT_NAME}:{opt}x3x{h}x{w} "
               f"--maxShapes={INPUT_NAME}:{hi}x3x{h}x{w}")
-    plugin = f"${PLUGIN_ENV}"  # path of libtransnext_aa_plugin.so (`transnext-deploy build-plugin`)
-    poly_shapes = (f"--trt-min-shapes {INPUT_NAME}:[{lo},3,{h},{w}] --trt-opt-shapes {INPUT_NAME}:[{opt},3,{h},{w}] "
-                   f"--trt-max-shapes {INPUT_NAME}:[{hi},3,{h},{w}] --input-shapes {INPUT_NAME}:[1,3,{h},{w}]")
+    plugin = f"\"${PLUGIN_ENV}\""  # path of libtransnext_aa_plugin.so (`transnext-deploy build-plugin`)
+
+    def shape(batch: int) -> str:  # quoted: zsh would expand the brackets as a glob and stop
+        return shlex.quote(f"{INPUT_NAME}:[{batch},3,{h},{w}]")
+
+    poly_shapes = (f"--trt-min-shapes {shape(lo)} --trt-opt-shapes {shape(opt)} --trt-max-shapes {shape(hi)} "
+                   f"--input-shapes {shape(1)}")
 
     def trtexec(graph: str, plugins: str) -> str:
         return (f"trtexec --onnx={graph}{plugins} {shapes} --fp16 "
@@ -367,6 +376,7 @@ def _manifest(model: TransNeXt, options: ExportOptions, resolution, weights, mat
         },
         "files": files,
         "tool_versions": _tool_versions(),
+        "commands_note": COMMANDS_NOTE,
         "commands": _commands(resolution, Tolerance(options.atol, options.rtol)),
     }
 
