@@ -21,7 +21,7 @@ from transnext_deploy.cli import app
 from transnext_deploy.engine import tensorrt_status
 from transnext_deploy.memory import reset_high_water_mark
 
-from helpers import perturbed_checkpoint
+from helpers import PROGRESS_LINE, perturbed_checkpoint
 
 MAX_ABS_TOL = 1e-4  # exported graphs vs PyTorch, fp32 (as in test_export.py)
 ENV = {"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
@@ -244,6 +244,7 @@ def test_cli_run_writes_table_json_and_plot(bench_setup, tmp_path):
     trt_row = data["rows"][-1]
     assert trt_row["status"] == ("ok" if tensorrt_status().available else "not available")
     assert plot_path.read_bytes()[:4] == b"\x89PNG"
+    assert any(PROGRESS_LINE.match(ln) for ln in result.stderr.splitlines())  # progress off a terminal
     # where the reused artifacts are, how big, and what frees them
     assert re.search(rf"artifacts kept for the next run in {re.escape(str(options.work_dir))}: \d+\.\d MB "
                      r"\(delete the directory to free it\)", result.stderr), result.stderr

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -14,16 +16,17 @@ import torch
 from typer.testing import CliRunner
 
 from transnext_deploy import create_model, plugin_host
-from transnext_deploy.artifacts import FUNCTION_FILE, PLUGIN_FILE, STANDARD_FILE, sha256sum
+from transnext_deploy.artifacts import EXPORT_STEPS, FUNCTION_FILE, PLUGIN_FILE, STANDARD_FILE, sha256sum
 from transnext_deploy.backends.onnxrt import cpu_session
 from transnext_deploy.cli import app
+from transnext_deploy.engine import tensorrt_status
 from transnext_deploy.export import DEFAULT_ATOL, DEFAULT_RTOL, ExportError, ExportOptions, export, export_standard
 from transnext_deploy.ops.aggregated_attention import INPUT_NAMES, OP_DOMAIN, OP_NAME
 from transnext_deploy.plugin_build import PluginBuildError
 from transnext_deploy.rewrite import UnrecognizedGraphError, fuse_aggregated_attention, fused_model
 from transnext_deploy.validation import error_stats
 
-from helpers import error_line, perturbed_checkpoint
+from helpers import PROGRESS_LINE, error_line, perturbed_checkpoint
 
 MAX_ABS_TOL = 1e-4  # every exported graph vs PyTorch at these small sizes, fp32: an independent max-abs check
 
@@ -250,6 +253,16 @@ def test_cli_export_json_summary(tmp_path):
     summary = json.loads(result.stdout[result.stdout.index("{"):])
     (artifact,) = summary["artifacts"]
     assert artifact["blocks_fused"] == 19 and artifact["passed"] and artifact["resolution"] == [64, 64]
+    # stderr off a terminal: one timed line per step, then the notes and the result, never wrapped
+    lines = result.stderr.splitlines()
+    steps = [ln for ln in lines if PROGRESS_LINE.match(ln)]
+    assert [re.sub(r"^\[ *\d+\.\d s\] ", "", ln) for ln in steps[:5]] == [
+        f"64x64: {step} ({i}/{len(steps)})" for i, step in enumerate(EXPORT_STEPS, 1)]
+    assert all(ln.strip() for ln in lines) and lines[-1].startswith("ok: ")
+    if not tensorrt_status().available:
+        (skipped,) = [ln for ln in lines if ln.startswith("note: TensorRT engines skipped: ")]
+        if importlib.util.find_spec("tensorrt") is None:
+            assert "pip install 'transnext-deploy[tensorrt]'" in skipped  # brackets kept, one line
 
 
 @pytest.mark.parametrize("args,message", [
