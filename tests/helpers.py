@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -24,3 +25,18 @@ def perturbed_checkpoint(path: Path, name: str, seed: int = 0, **kwargs) -> Path
     perturb_(model, seed=seed)
     torch.save({"model": model.state_dict()}, path)
     return path
+
+
+# A progress line of the CLI when stderr is not a terminal (cli.app.StepProgress).
+PROGRESS_LINE = re.compile(r"^\[ *\d+\.\d s\] \S")
+
+
+def error_line(stderr: str) -> str:
+    """The `error: ...` line of a failed command: the last line of stderr, the only one besides
+    progress lines, with no blank line anywhere. Returns it."""
+    lines = stderr.splitlines()
+    assert lines and all(line.strip() for line in lines), f"blank line in stderr: {stderr!r}"
+    others = [line for line in lines if not PROGRESS_LINE.match(line)]
+    assert len(others) == 1 and others[0] == lines[-1], stderr
+    assert lines[-1].startswith("error: ") and "Traceback" not in stderr, stderr
+    return lines[-1]

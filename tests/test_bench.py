@@ -21,7 +21,7 @@ from transnext_deploy.cli import app
 from transnext_deploy.engine import tensorrt_status
 from transnext_deploy.memory import reset_high_water_mark
 
-from helpers import perturbed_checkpoint
+from helpers import PROGRESS_LINE, perturbed_checkpoint
 
 MAX_ABS_TOL = 1e-4  # exported graphs vs PyTorch, fp32 (as in test_export.py)
 ENV = {"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
@@ -138,11 +138,42 @@ def test_json_and_png(bench_setup, tmp_path):
     assert len(blob) > 40_000, len(blob)
 
 
+def test_plot_labels_every_bar_and_keeps_the_p90_whiskers_apart(bench_setup):
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+    from matplotlib.container import BarContainer, ErrorbarContainer
+
+    from transnext_deploy.bench_plot import report_figure
+
+    report, _, _, _ = bench_setup
+    measured = {r.backend for r in report.rows if r.ok}
+    fig = report_figure(report)
+    try:
+        top, bottom = fig.axes[:len(BATCHES)], fig.axes[len(BATCHES):2 * len(BATCHES)]
+        for ax, bar_ax in zip(top, bottom):
+            assert not any(isinstance(c, PolyCollection) for c in ax.collections)  # no filled bands
+            whiskers = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+            assert len(whiskers) == len(measured)
+            xs = [seg[0][0] for c in whiskers for seg in c.lines[2][0].get_segments()]
+            assert len(xs) == len(set(round(x, 6) for x in xs)), xs  # no two backends share a whisker
+            names = {round(t.xy[0], 6): t.get_text() for t in bar_ax.texts if t.get_rotation() == 90}
+            groups = [c for c in bar_ax.containers if isinstance(c, BarContainer)]
+            assert {c.get_label() for c in groups} == measured - {"torch-plain"}
+            for group in groups:
+                assert len(group.patches) == len(RESOLUTIONS)
+                for bar in group.patches:
+                    assert names[round(bar.get_x() + bar.get_width() / 2, 6)] == group.get_label()
+    finally:
+        plt.close(fig)
+
+
 def test_polygraphy_reproduces_the_comparison(bench_setup):
     report, _, _, _ = bench_setup
     entry = report.polygraphy[0]
     assert set(entry["commands"]) >= {"ort-cpu", "ort-cpu-function-form", "tensorrt-fp32", "tensorrt-fp16"}
-    assert "--plugins $TRANSNEXT_AA_PLUGIN" in entry["commands"]["tensorrt-fp16"]
+    assert '--plugins "$TRANSNEXT_AA_PLUGIN"' in entry["commands"]["tensorrt-fp16"]
+    h, w = entry["resolution"]
+    assert f"--trt-min-shapes 'images:[{entry['batch']},3,{h},{w}]'" in entry["commands"]["tensorrt-fp16"]  # zsh
     proc = subprocess.run(shlex.split(entry["commands"]["ort-cpu"]), capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "PASSED" in proc.stdout + proc.stderr
@@ -213,6 +244,19 @@ def test_cli_run_writes_table_json_and_plot(bench_setup, tmp_path):
     trt_row = data["rows"][-1]
     assert trt_row["status"] == ("ok" if tensorrt_status().available else "not available")
     assert plot_path.read_bytes()[:4] == b"\x89PNG"
+    assert any(PROGRESS_LINE.match(ln) for ln in result.stderr.splitlines())  # progress off a terminal
+    # where the reused artifacts are, how big, and what frees them
+    assert re.search(rf"artifacts kept for the next run in {re.escape(str(options.work_dir))}: \d+\.\d MB "
+                     r"\(delete the directory to free it\)", result.stderr), result.stderr
+
+
+def test_time_budget_note_names_the_case(tmp_path):
+    report = run_bench(BenchOptions(variant="micro", resolutions=[(64, 96)], batches=[2], backends=["torch-fast"],
+                                    runs=50, warmup=0, max_seconds=1e-6, min_runs=1, threads=2, memory=False,
+                                    work_dir=tmp_path))
+    (row,) = report.rows
+    assert row.runs == 1
+    assert "1 of 50 runs at 64x96, batch 2: time budget reached (1e-06 s per backend)" in row.notes, row.notes
 
 
 # ------------------------------------------------------------------------------------------ torch-fused, --device cuda

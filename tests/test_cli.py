@@ -16,6 +16,7 @@ import torch
 from typer.main import get_command
 from typer.testing import CliRunner
 
+from helpers import PROGRESS_LINE, error_line
 from transnext_deploy import __version__, create_model, plugin_build
 from transnext_deploy.artifacts import sha256sum
 from transnext_deploy.checkpoint import official_weights
@@ -35,13 +36,11 @@ def invoke(*args: str, env: dict[str, str] | None = None):
 def assert_one_line_error(result, *fragments: str) -> str:
     assert result.exit_code == 1, (result.exit_code, result.output)
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
+    line = error_line(result.stderr)
     assert "Traceback" not in result.output
     for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
+        assert fragment in line, line
+    return line
 
 
 def _have_cmake_and_cxx() -> bool:
@@ -160,7 +159,9 @@ def test_build_plugin_host_json(plugin_dir):
     library = Path(summary["libraries"]["host"])
     assert library == plugin_dir.resolve() / "libtransnext_aa_host.so" and library.stat().st_size > 0
     assert summary["targets"] == ["host"] and summary["skipped"] == {}
-    assert result.stderr.strip() == ""  # the progress spinner leaves nothing behind off a terminal
+    # off a terminal: one plain progress line, no spinner residue
+    (line,) = result.stderr.splitlines()
+    assert PROGRESS_LINE.match(line) and f"building host with CMake in {plugin_dir.resolve()}" in line
     assert summary["build_dir"] == str(plugin_dir.resolve())
     assert plugin_build.find_host_library(plugin_dir) == library
 
@@ -235,3 +236,80 @@ def test_every_command_help_mentions_every_option(name):
                 assert opt in text, f"{name} --help does not mention {opt}"
     assert "--help" in text
     assert "<bool>" not in text  # flags are shown as flags
+
+
+# ------------------------------------------------------------------------------------- info, models at 80 columns
+
+
+def test_models_at_80_columns_keeps_every_name_whole():
+    from transnext_deploy.checkpoint import OFFICIAL_WEIGHTS
+
+    result = invoke("models", env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    text = ANSI.sub("", result.stdout)
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    words = set(re.findall(r"[\w.]+", text))
+    assert set(SPEC_PARAMS_M) <= words  # the names a user types
+    assert {w.filename for w in OFFICIAL_WEIGHTS.values()} <= words  # every weights file, whole
+    wide = ANSI.sub("", invoke("models", env={"COLUMNS": "200"}).stdout)
+    assert "┃ name" in wide and "transnext_small_384_1k_ft_1k.pth" in wide  # a table where it fits
+
+
+def test_info_rows_for_validation_nvcc_and_the_plugin():
+    report = json.loads(invoke("info", "--json").stdout)
+    ext = report["onnxruntime-extensions"]
+    assert ext["available"] is (importlib.util.find_spec("onnxruntime_extensions") is not None)
+    nvcc = report["nvcc"]
+    if nvcc["available"]:
+        assert re.match(r"CUDA \d+\.\d+ \(V[\d.]+, /\S+nvcc\)$", nvcc["detail"]), nvcc["detail"]
+    plugin = report["tensorrt-plugin-library"]
+    if not plugin["available"]:
+        assert "TensorRT headers" in plugin["detail"] and "--target plugin --tensorrt-root DIR" in plugin["detail"]
+
+
+def test_info_in_an_installed_package_without_sources_recommends_what_works(monkeypatch):
+    def no_sources():
+        raise plugin_build.PluginBuildError("plugin sources not found (test)")
+
+    monkeypatch.setattr(plugin_build, "plugin_source_dir", no_sources)
+    for finder in ("find_host_library", "find_cuda_library", "find_plugin_library"):
+        monkeypatch.setattr(plugin_build, finder, lambda *a, **k: None)
+    report = json.loads(invoke("info", "--json").stdout)
+    for name in ("plugin-host-library", "cuda-kernel-library", "tensorrt-plugin-library"):
+        detail = report[name]["detail"]
+        assert "build-plugin" not in detail and "reinstall transnext-deploy from its wheel or sdist" in detail, detail
+    assert "set $TRANSNEXT_AA_PLUGIN to a library built elsewhere" in report["tensorrt-plugin-library"]["detail"]
+    table = ANSI.sub("", invoke("info", env={"COLUMNS": "250"}).stdout)
+    assert "onnxruntime-extensions" in table and "$TRANSNEXT_AA_PLUGIN" in table
+
+
+# ------------------------------------------------------------------------------------- cache
+
+
+def test_cache_reports_and_clears_its_parts(tmp_path):
+    root = tmp_path / "cache"
+    (root / "bench" / "art").mkdir(parents=True)
+    (root / "bench" / "art" / "model.onnx").write_bytes(b"x" * 3000)
+    (root / "tensorrt").mkdir()
+    (root / "tensorrt" / "timing.cache").write_bytes(b"x" * 200)
+    (root / "transnext_micro_224_1k.pth").write_bytes(b"x" * 1000)
+    (root / "notes.txt").write_text("the user's own file")  # not the package's: never counted, never removed
+    env = {"TRANSNEXT_DEPLOY_CACHE": str(root)}
+    report = json.loads(invoke("cache", "--json", env=env).stdout)
+    assert report["directory"] == str(root.resolve())
+    parts = report["parts"]
+    assert (parts["bench"]["bytes"], parts["bench"]["files"]) == (3000, 1)
+    assert parts["bench"]["path"] == str(root.resolve() / "bench")
+    assert parts["tensorrt"]["bytes"] == 200 and parts["weights"]["bytes"] == 1000 and parts["plugins"]["bytes"] == 0
+    table = invoke("cache", env=env)
+    assert table.exit_code == 0 and "3.0 KB" in table.stdout and str(root.resolve() / "bench") in table.stdout
+
+    cleared = invoke("cache", "--clear", "bench", "--json", env=env)
+    assert cleared.exit_code == 0, cleared.output
+    data = json.loads(cleared.stdout)
+    assert data["cleared"] == {"bench": 3000} and data["parts"]["bench"]["bytes"] == 0
+    assert "cleared bench: 3.0 KB freed" in cleared.stderr
+    assert not (root / "bench").exists() and (root / "tensorrt" / "timing.cache").is_file()
+    assert invoke("cache", "--clear", "all", env=env).exit_code == 0
+    assert sorted(p.name for p in root.iterdir()) == ["notes.txt"]
+    assert_one_line_error(invoke("cache", "--clear", "everything", env=env), "--clear takes weights, bench")

@@ -34,11 +34,13 @@ from transnext_deploy.backends.trt import TensorRTRunner
 from transnext_deploy.engine import (
     EngineError,
     TensorRTUnavailable,
+    apply_compatibility,
     build_engines_for_artifact,
+    compatibility_settings,
     resolve_plugin_library,
     tensorrt_status,
 )
-from transnext_deploy.machine import cuda_devices
+from transnext_deploy.machine import CudaDevice, cuda_devices
 from transnext_deploy.validation import error_stats, top1_agreement
 
 # ------------------------------------------------------------------------------------------ CPU
@@ -92,6 +94,42 @@ def test_builder_refuses_with_the_reason(tmp_path):
         build_engines_for_artifact(tmp_path / "nowhere")
     with pytest.raises(EngineError, match="precisions must be among"):
         build_engines_for_artifact(tmp_path, precisions=("int8",))
+
+
+def test_portability_options_reach_the_builder_config(tmp_path):
+    """--version-compatible / --hardware-compatibility: checked against the GPU and the plugin
+    before TensorRT is touched, then set on the builder config (a stand-in for tensorrt here; the
+    GPU test below builds with the real one)."""
+    orin = CudaDevice(0, "Orin", (8, 7), 1 << 34)
+    turing = CudaDevice(0, "T4", (7, 5), 1 << 34)
+    plugin = tmp_path / "libtransnext_aa_plugin.so"
+    plugin.write_bytes(b"")
+    with pytest.raises(EngineError, match="libtransnext_aa_plugin_dynamic.so next to"):
+        compatibility_settings(True, False, device=orin, plugin_library=plugin)
+    with pytest.raises(EngineError, match="compute capability 8.0 or later.*sm_75"):
+        compatibility_settings(False, True, device=turing, plugin_library=None)
+    dynamic = tmp_path / "libtransnext_aa_plugin_dynamic.so"
+    dynamic.write_bytes(b"")
+    both = compatibility_settings(True, True, device=orin, plugin_library=plugin)
+    assert both.plugins_to_serialize == (dynamic,)
+    assert both.as_dict() == {"version_compatible": True, "hardware_compatibility": "ampere_plus"}
+
+    class Config:
+        def __init__(self):
+            self.flags, self.plugins_to_serialize, self.hardware_compatibility_level = [], None, None
+
+        def set_flag(self, flag):
+            self.flags.append(flag)
+
+    trt = type("trt", (), {"BuilderFlag": type("F", (), {"VERSION_COMPATIBLE": "VC"}),
+                           "HardwareCompatibilityLevel": type("H", (), {"AMPERE_PLUS": "A+"})})
+    config = Config()
+    apply_compatibility(trt, config, both)
+    assert config.flags == ["VC"] and config.plugins_to_serialize == [str(dynamic)]
+    assert config.hardware_compatibility_level == "A+"
+    plain = Config()
+    apply_compatibility(trt, plain, compatibility_settings(False, False, device=turing, plugin_library=plugin))
+    assert plain.flags == [] and plain.plugins_to_serialize is None and plain.hardware_compatibility_level is None
 
 
 def test_runner_refuses_a_missing_engine(tmp_path):
@@ -176,3 +214,123 @@ def test_engines_match_pytorch(tmp_path, plugin_library):
             else:
                 assert stats.cosine > 0.999, f"fp16 batch {batch}: {stats}"
                 assert stats.max_abs <= FP16_REL_TOL * float(np.abs(ref).max()), f"fp16 batch {batch}: {stats}"
+
+
+@gpu
+def test_portable_engine_builds_and_runs(tmp_path, plugin_library):
+    """A version-compatible (and, from sm_80, hardware-compatible) fp32 engine: built with the plugin
+    serialised into it, recorded in its metadata, and as close to PyTorch as the plain engine."""
+    from helpers import perturbed_checkpoint
+
+    from transnext_deploy.export import ExportOptions, build_model, export
+
+    ckpt = perturbed_checkpoint(tmp_path / "micro.pth", "micro")
+    (result,) = export(ExportOptions("micro", resolutions=[(64, 64)], checkpoint=str(ckpt), output_dir=tmp_path / "a"))
+    hardware = torch.cuda.get_device_capability() >= (8, 0)
+    (path,) = build_engines_for_artifact(result.directory, ("fp32",), plugin_library=plugin_library,
+                                         timing_cache=tmp_path / "timing.cache", version_compatible=True,
+                                         hardware_compatibility=hardware)
+    meta = json.loads(path.with_name(path.name + ".json").read_text())
+    assert meta["version_compatible"] is True
+    assert meta["hardware_compatibility"] == ("ampere_plus" if hardware else None)
+    model, _ = build_model(ExportOptions("micro", checkpoint=str(ckpt)), (64, 64))
+    model.set_attention("plain")
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref = model(x).numpy()
+    runner = TensorRTRunner(path, plugin_library)
+    try:
+        out = runner(x.numpy())[0]
+    finally:
+        runner.close()
+    stats = error_stats(ref, out)
+    assert stats.max_abs <= FP32_REL_TOL * max(1.0, float(np.abs(ref).max())), str(stats)
+
+
+# ------------------------------------------------------------------------------------------ build-engine
+
+
+def _identity_artifact(directory):
+    node = onnx.helper.make_node("Identity", ["images"], ["logits"])
+    graph = onnx.helper.make_graph([node], "g", [onnx.helper.make_tensor_value_info("images", 1, [None, 3, 8, 8])],
+                                   [onnx.helper.make_tensor_value_info("logits", 1, [None, 3, 8, 8])])
+    directory.mkdir(parents=True, exist_ok=True)
+    onnx.save(onnx.helper.make_model(graph), str(directory / "model.aa_plugin.onnx"))
+    return directory
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from transnext_deploy.cli import app
+
+    return CliRunner().invoke(app, ["build-engine", *args], env={"COLUMNS": "80", "NO_COLOR": "1"})
+
+
+def test_build_engine_without_tensorrt_is_one_line(tmp_path):
+    from helpers import error_line
+
+    missing = [f for f in _expected_missing() if "libtransnext_aa_plugin" not in f]
+    if not missing:
+        pytest.skip("TensorRT and a GPU are present here")
+    result = _cli(str(_identity_artifact(tmp_path / "a")))
+    assert result.exit_code == 1 and result.stdout == ""
+    line = error_line(result.stderr)
+    assert line.startswith("error: TensorRT engines cannot be built here: ")
+    for fragment in missing:
+        assert fragment in line
+    if importlib.util.find_spec("tensorrt") is None:
+        assert "pip install 'transnext-deploy[tensorrt]'" in line  # rich markup must not eat the extra
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["model.aa_plugin.onnx"]
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--precision", "int8"], "--precision takes fp32 or fp16, got int8"),
+    (["--batch", "8", "1", "32"], "1 <= MIN <= OPT <= MAX, got 8 1 32"),
+    (["--batch", "0", "1", "1"], "got 0 1 1"),
+])
+def test_build_engine_bad_options_are_one_line(tmp_path, args, fragment):
+    from helpers import error_line
+
+    result = _cli(str(_identity_artifact(tmp_path / "a")), *args)
+    assert result.exit_code == 1 and fragment in error_line(result.stderr)
+    result = _cli(str(tmp_path / "elsewhere"))
+    assert result.exit_code == 1 and "is not an export artifact directory" in error_line(result.stderr)
+
+
+def test_build_engine_passes_every_option_to_the_builder(tmp_path, monkeypatch):
+    """The command is the builder export calls: precisions, profile, plugin and the two portability
+    options arrive as given (the builder itself is stood in for; the GPU tests build for real)."""
+    import transnext_deploy.engine as engine_module
+
+    artifact = _identity_artifact(tmp_path / "a")
+    calls = []
+
+    def fake_build(directory, precisions, **kwargs):
+        calls.append((directory, precisions, kwargs))
+        paths = []
+        for p in precisions:
+            path = artifact / f"model.aa_plugin.{p}.engine"
+            path.write_bytes(b"x")
+            (artifact / f"{path.name}.json").write_text(json.dumps({"precision": p, "tensorrt_version": "10.3",
+                                                                     "gpu": {"name": "Orin"}}))
+            kwargs["progress"](f"building the {p} TensorRT engine")
+            paths.append(path)
+        return paths
+
+    monkeypatch.setattr(engine_module, "build_engines_for_artifact", fake_build)
+    plugin = tmp_path / "libtransnext_aa_plugin.so"
+    result = _cli(str(artifact), "--precision", "fp16", "--batch", "2", "4", "16", "--plugin", str(plugin),
+                  "--version-compatible", "--hardware-compatibility", "--json")
+    assert result.exit_code == 0, result.output
+    ((directory, precisions, kwargs),) = calls
+    assert directory == artifact and precisions == ("fp16",)
+    assert kwargs["batch_profile"] == (2, 4, 16) and kwargs["plugin_library"] == plugin
+    assert kwargs["version_compatible"] is True and kwargs["hardware_compatibility"] is True
+    summary = json.loads(result.stdout)
+    assert [e["precision"] for e in summary["engines"]] == ["fp16"] and summary["engines"][0]["gpu"] == "Orin"
+    assert "building the fp16 TensorRT engine" in result.stderr  # one plain progress line off a terminal
+    calls.clear()
+    assert _cli(str(artifact)).exit_code == 0
+    assert calls[0][1] == ("fp32", "fp16") and calls[0][2]["batch_profile"] == (1, 8, 32)
+    assert calls[0][2]["version_compatible"] is False and calls[0][2]["hardware_compatibility"] is False

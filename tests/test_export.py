@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -14,16 +16,17 @@ import torch
 from typer.testing import CliRunner
 
 from transnext_deploy import create_model, plugin_host
-from transnext_deploy.artifacts import FUNCTION_FILE, PLUGIN_FILE, STANDARD_FILE, sha256sum
+from transnext_deploy.artifacts import EXPORT_STEPS, FUNCTION_FILE, PLUGIN_FILE, STANDARD_FILE, sha256sum
 from transnext_deploy.backends.onnxrt import cpu_session
 from transnext_deploy.cli import app
+from transnext_deploy.engine import tensorrt_status
 from transnext_deploy.export import DEFAULT_ATOL, DEFAULT_RTOL, ExportError, ExportOptions, export, export_standard
 from transnext_deploy.ops.aggregated_attention import INPUT_NAMES, OP_DOMAIN, OP_NAME
 from transnext_deploy.plugin_build import PluginBuildError
 from transnext_deploy.rewrite import UnrecognizedGraphError, fuse_aggregated_attention, fused_model
 from transnext_deploy.validation import error_stats
 
-from helpers import perturbed_checkpoint
+from helpers import PROGRESS_LINE, error_line, perturbed_checkpoint
 
 MAX_ABS_TOL = 1e-4  # every exported graph vs PyTorch at these small sizes, fp32: an independent max-abs check
 
@@ -122,11 +125,46 @@ def test_manifest_describes_the_artifact(micro_artifacts):
         assert sha256sum(d / name) == info["sha256"] and (d / name).stat().st_size == info["bytes"]
     assert "--staticPlugins=" in m["commands"]["trtexec_plugin"] and PLUGIN_FILE in m["commands"]["trtexec_plugin"]
     assert "--plugins" in m["commands"]["polygraphy_compare"]
+    assert "from this artifact directory" in m["commands_note"] and "$TRANSNEXT_AA_PLUGIN" in m["commands_note"]
+    assert list(m).index("commands_note") == list(m).index("commands") - 1  # right next to them
     assert m["tool_versions"]["onnx"] == onnx.__version__
     model = onnx.load(str(d / STANDARD_FILE), load_external_data=False)
     onnx.checker.check_model(model, full_check=True)
     dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", 3, 64, 96]
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash", "zsh"])
+def test_manifest_command_lines_run_as_written_in_the_artifact_directory(micro_artifacts, tmp_path, shell):
+    """Each command line, pasted into a shell in the artifact directory with $TRANSNEXT_AA_PLUGIN
+    set, reaches trtexec / polygraphy (stand-ins that print their arguments) with the graph file
+    present and every shape argument whole (zsh globs unquoted brackets)."""
+    import shutil
+    import subprocess
+
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
+    results, _ = micro_artifacts
+    d = Path(results[1].directory)
+    commands = json.loads((d / "manifest.json").read_text())["commands"]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("trtexec", "polygraphy"):
+        (bin_dir / tool).write_text("#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n")
+        (bin_dir / tool).chmod(0o755)
+    plugin = tmp_path / "lib dir" / "libtransnext_aa_plugin.so"  # a space in the path, too
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "TRANSNEXT_AA_PLUGIN": str(plugin)}
+    for name, line in commands.items():
+        proc = subprocess.run([shell, "-c", line], cwd=d, capture_output=True, text=True, env=env, timeout=60)
+        assert proc.returncode == 0, (name, line, proc.stderr)
+        args = proc.stdout.splitlines()
+        graph = next(a.split("=", 1)[-1] for a in args if a.endswith(".onnx"))
+        assert (d / graph).is_file(), (name, graph)
+        if name.startswith("polygraphy"):
+            assert "images:[8,3,64,96]" in args and str(plugin) in args, (name, args)
+        else:
+            assert "--optShapes=images:8x3x64x96" in args, (name, args)
+            assert (f"--staticPlugins={plugin}" in args) == (name != "trtexec_standard"), (name, args)
 
 
 def test_backbone_mode_and_micro_aaaa_fuse_every_block(tmp_path):
@@ -202,10 +240,9 @@ runner = CliRunner()
 
 
 def _one_line_error(result):
-    assert result.exit_code != 0
-    text = result.output.strip()
-    assert "Traceback" not in text and len(text.splitlines()) == 1, text
-    return text
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    return error_line(result.stderr)
 
 
 def test_cli_export_json_summary(tmp_path):
@@ -216,6 +253,16 @@ def test_cli_export_json_summary(tmp_path):
     summary = json.loads(result.stdout[result.stdout.index("{"):])
     (artifact,) = summary["artifacts"]
     assert artifact["blocks_fused"] == 19 and artifact["passed"] and artifact["resolution"] == [64, 64]
+    # stderr off a terminal: one timed line per step, then the notes and the result, never wrapped
+    lines = result.stderr.splitlines()
+    steps = [ln for ln in lines if PROGRESS_LINE.match(ln)]
+    assert [re.sub(r"^\[ *\d+\.\d s\] ", "", ln) for ln in steps[:5]] == [
+        f"64x64: {step} ({i}/{len(steps)})" for i, step in enumerate(EXPORT_STEPS, 1)]
+    assert all(ln.strip() for ln in lines) and lines[-1].startswith("ok: ")
+    if not tensorrt_status().available:
+        (skipped,) = [ln for ln in lines if ln.startswith("note: TensorRT engines skipped: ")]
+        if importlib.util.find_spec("tensorrt") is None:
+            assert "pip install 'transnext-deploy[tensorrt]'" in skipped  # brackets kept, one line
 
 
 @pytest.mark.parametrize("args,message", [
@@ -247,7 +294,8 @@ def test_cli_export_bad_checkpoints_and_output(tmp_path):
     blocker.write_text("")
     text = _one_line_error(runner.invoke(app, ["export", "-s", "micro", "-r", "64", "-o", str(blocker / "out")]))
     assert "cannot create output directory" in text
-    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+    # nothing left behind, the output directory included: the export created it
+    assert not (tmp_path / "o").exists()
 
 
 def test_failed_validation_leaves_nothing_half_written(tmp_path):
@@ -257,7 +305,12 @@ def test_failed_validation_leaves_nothing_half_written(tmp_path):
                                           r"where \|b\| = \S+ \(allowed 1\.000e-12, \S+x; max-abs \S+\)$"):
         export(ExportOptions("micro", resolutions=[64], checkpoint=str(ckpt), atol=1e-12, rtol=0.0,
                              output_dir=tmp_path / "o"))
-    assert list((tmp_path / "o").iterdir()) == []
+    assert not (tmp_path / "o").exists()  # created by this export, removed with the failed artifact
+    kept = tmp_path / "kept"
+    (kept / "mine").mkdir(parents=True)
+    with pytest.raises(ExportError):
+        export(ExportOptions("micro", resolutions=[64], checkpoint=str(ckpt), atol=1e-12, rtol=0.0, output_dir=kept))
+    assert [p.name for p in kept.iterdir()] == ["mine"]  # a directory the user had stays, with what it held
 
 
 def test_export_without_host_library_validates_the_other_graphs(tmp_path, monkeypatch):

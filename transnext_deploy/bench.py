@@ -343,8 +343,8 @@ def _measure_case(loaded: dict[str, Backend], resolution: tuple[int, int], batch
         if name == "torch-compile":
             row.notes = [f"first call, which compiles: {st['first'] / 1000:.1f} s"]
         if len(times) < options.runs:
-            row.notes.append(f"{len(times)} of {options.runs} runs: time budget reached "
-                             f"({options.max_seconds:g} s per backend)")
+            row.notes.append(f"{len(times)} of {options.runs} runs at {resolution[0]}x{resolution[1]}, batch {batch}: "
+                             f"time budget reached ({options.max_seconds:g} s per backend)")
     return [rows[name] for name in loaded]
 
 

@@ -155,7 +155,7 @@ def polygraphy_commands(artifact: Path, inputs: Path, outputs: Path, batch: int,
 
     fp32, fp16 = (f"--atol {t.atol:g} --rtol {t.rtol:g}" for t in (ENGINE_TOLERANCES["fp32"], ENGINE_TOLERANCES["fp16"]))
     h, w = resolution
-    shape = f"{INPUT_NAME}:[{batch},3,{h},{w}]"
+    shape = shlex.quote(f"{INPUT_NAME}:[{batch},3,{h},{w}]")  # zsh would glob the brackets
     data = f"--load-inputs {shlex.quote(str(inputs))} --load-outputs {shlex.quote(str(outputs))}"
     trt_shapes = f"--trt-min-shapes {shape} --trt-opt-shapes {shape} --trt-max-shapes {shape}"
     def q(name: str) -> str:
@@ -165,9 +165,9 @@ def polygraphy_commands(artifact: Path, inputs: Path, outputs: Path, batch: int,
         "ort-cpu": f"polygraphy run {q(STANDARD_FILE)} --onnxrt {data} {fp32}",
         "ort-cpu-function-form": f"polygraphy run {q(FUNCTION_FILE)} --onnxrt {data} {fp32}",
         # polygraphy leaves TF32 off unless --tf32 is given, like the fp32 engines built here
-        "tensorrt-fp32": f"polygraphy run {q(PLUGIN_FILE)} --trt --plugins ${PLUGIN_ENV} {trt_shapes} {data} "
+        "tensorrt-fp32": f"polygraphy run {q(PLUGIN_FILE)} --trt --plugins \"${PLUGIN_ENV}\" {trt_shapes} {data} "
                          f"{fp32}",
-        "tensorrt-fp16": f"polygraphy run {q(PLUGIN_FILE)} --trt --fp16 --plugins ${PLUGIN_ENV} {trt_shapes} "
+        "tensorrt-fp16": f"polygraphy run {q(PLUGIN_FILE)} --trt --fp16 --plugins \"${PLUGIN_ENV}\" {trt_shapes} "
                          f"{data} {fp16}",
     }
 

@@ -19,11 +19,28 @@ _COLORS = {
 
 
 def plot_report(report: BenchReport, path: str | os.PathLike) -> Path:
-    """PNG: per batch size, latency (p50, band to p90) vs resolution on a log axis, one line per
-    backend, and below it the speed-up over eager PyTorch with the published attention."""
+    """PNG: per batch size, latency (p50, whisker to p90) vs resolution on a log axis, one line per
+    backend, and below it the speed-up over eager PyTorch with the published attention, each bar
+    labelled with its backend."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig = report_figure(report)
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=130)
+    except OSError as exc:
+        raise BenchError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+    return path
+
+
+def report_figure(report: BenchReport):
+    """The matplotlib figure plot_report saves (the caller closes it)."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -45,7 +62,10 @@ def plot_report(report: BenchReport, path: str | os.PathLike) -> Path:
         ax, bar_ax = axes[0][col], axes[1][col]
         ax.set_facecolor("#fbfbfb")
         plotted, texts = [], []
-        for b in backends:
+        present = [b for b in backends if any(r.backend == b and r.batch == batch for r in ok)]
+        for k, b in enumerate(present):
+            # each backend a little to the side, so the p90 whiskers of close backends stay apart
+            shift = (k - (len(present) - 1) / 2) * min(0.05, 0.5 / max(1, len(present)))
             pts = {tuple(r.resolution): r for r in ok if r.backend == b and r.batch == batch}
             if not pts:
                 continue
@@ -53,8 +73,10 @@ def plot_report(report: BenchReport, path: str | os.PathLike) -> Path:
             p50 = [pts[resolutions[i]].latency_ms["p50"] for i in idx]
             p90 = [pts[resolutions[i]].latency_ms["p90"] for i in idx]
             color = _COLORS.get(b, "#555555")
-            ax.plot([xs[i] for i in idx], p50, marker="o", lw=2.2, ms=6, color=color, zorder=3)
-            ax.fill_between([xs[i] for i in idx], p50, p90, color=color, alpha=0.13, lw=0, zorder=2)
+            px = [xs[i] + shift for i in idx]
+            ax.plot(px, p50, marker="o", lw=2.2, ms=6, color=color, zorder=3)
+            ax.errorbar(px, p50, yerr=[[0.0] * len(p50), [max(0.0, hi - lo) for lo, hi in zip(p50, p90)]],
+                        fmt="none", ecolor=color, elinewidth=1.4, capsize=3, zorder=2, label=f"{b} p90")
             texts += [(xs[i], v, color) for i, v in zip(idx, p50)]
             plotted.append(b)
             worst = max(r.accuracy.get("max_abs", float("nan")) for r in ok if r.backend == b)
@@ -71,7 +93,7 @@ def plot_report(report: BenchReport, path: str | os.PathLike) -> Path:
             ax.set_ylim(lo / 1.35, hi * 1.35)
             _label_points(ax, texts)
         if col == 0:
-            ax.set_ylabel("latency per call: p50, band to p90")
+            ax.set_ylabel("latency per call: p50, whisker to p90")
         ax.set_title(f"batch {batch}", fontsize=11, loc="left")
         ax.grid(True, which="major", axis="y", alpha=0.35)
         ax.grid(True, which="major", axis="x", alpha=0.15)
@@ -90,10 +112,16 @@ def plot_report(report: BenchReport, path: str | os.PathLike) -> Path:
                     if row is not None and res in base:
                         vals.append(base[res] / row.latency_ms["p50"])
                         pos.append(xs[i] - 0.4 + width * (k + 0.5))
-                bars = bar_ax.bar(pos, vals, width * 0.88, color=_COLORS.get(b, "#555555"))
+                bars = bar_ax.bar(pos, vals, width * 0.88, color=_COLORS.get(b, "#555555"), label=b)
                 for rect, v in zip(bars, vals):
-                    bar_ax.annotate(f"{v:.1f}×", (rect.get_x() + rect.get_width() / 2, v), ha="center",
+                    middle = rect.get_x() + rect.get_width() / 2
+                    bar_ax.annotate(f"{v:.1f}×", (middle, v), ha="center",
                                     va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+                    # the backend's name on its bar: the colours alone (two blues for ort-cpu and
+                    # ort-cpu-custom) do not tell the bars apart
+                    bar_ax.annotate(b, (middle, 0), ha="center", va="bottom", rotation=90, fontsize=7,
+                                    xytext=(0, 3), textcoords="offset points", color="#222",
+                                    bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})
             bar_ax.axhline(1.0, color="#888", lw=1, ls="--")
             bar_ax.set_xticks(xs, labels)
             bar_ax.set_xlim(-0.5, len(xs) - 0.5)
@@ -125,15 +153,7 @@ def plot_report(report: BenchReport, path: str | os.PathLike) -> Path:
     footer_lines = sum(f.count("\n") + 1 for f in footer)
     fig.text(0.01, 0.008, "\n".join(footer), fontsize=7.5, color="#666", va="bottom", ha="left", parse_math=False)
     fig.tight_layout(rect=(0, 0.012 + 0.017 * footer_lines, 0.83, 0.915))
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=130)
-    except OSError as exc:
-        raise BenchError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(fig)
-    return path
+    return fig
 
 
 def _wrap(text: str, width_in: float, fontsize: float) -> str:
@@ -154,7 +174,7 @@ def _label_points(ax, texts: list[tuple[float, float, str]]) -> None:
             if placed and y - placed[-1] < gap:
                 y = placed[-1] + gap
             placed.append(y)
-            ax.annotate(_fmt_ms(v), (x, v), xytext=(x + 0.05, 10 ** y), textcoords="data", fontsize=8, color=color,
+            ax.annotate(_fmt_ms(v), (x, v), xytext=(x + 0.22, 10 ** y), textcoords="data", fontsize=8, color=color,
                         va="center", ha="left", fontweight="bold")
 
 
@@ -191,4 +211,4 @@ def _fmt_ms(v: float) -> str:
     return f"{v * 1000:.3g} µs"
 
 
-__all__ = ["plot_report", "short_reason"]
+__all__ = ["plot_report", "report_figure", "short_reason"]

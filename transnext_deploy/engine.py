@@ -17,6 +17,13 @@ precision, resolution, batch profile, sha256 of the source ONNX graph and of the
 An engine whose metadata still matches (same graph, plugin, TensorRT, GPU, precision, profile) is
 reused. Tactic timings go to a timing cache per TensorRT version and GPU, shared by every build.
 
+Two options make an engine portable, at some speed: `version_compatible` (TensorRT's
+VERSION_COMPATIBLE flag: the engine runs on later TensorRT versions; the plugin then travels inside
+the engine, so the builder serialises the `libtransnext_aa_plugin_dynamic.so` found next to the
+plugin library) and `hardware_compatibility` (hardware compatibility level AMPERE_PLUS: one engine
+for every GPU of compute capability 8.0 or later; TensorRT does not offer it on Jetson).
+`compatibility_settings()` decides both before TensorRT is touched, so a refusal is one line.
+
 fp32 engines are built with TF32 disabled: TF32 rounds matmul inputs to 10 mantissa bits, which
 alone is far past the tolerance the fp32 artifacts are held to.
 
@@ -277,10 +284,52 @@ class EngineBuild:
 
 
 def _metadata_key(meta: dict) -> dict:
-    keys = ("format", "tensorrt_version", "precision", "tf32", "batch_profile", "source_onnx", "plugin_library")
+    keys = ("format", "tensorrt_version", "precision", "tf32", "batch_profile", "source_onnx", "plugin_library",
+            "version_compatible", "hardware_compatibility")
     key = {k: meta.get(k) for k in keys}
     key["gpu_sm"] = (meta.get("gpu") or {}).get("sm")
     return key
+
+
+@dataclass(frozen=True)
+class Compatibility:
+    """What a portable engine needs from the builder: the flags, and the plugin library serialised
+    into the engine (version-compatible engines cannot load a plugin from outside)."""
+
+    version_compatible: bool = False
+    hardware_compatibility: bool = False
+    plugins_to_serialize: tuple[Path, ...] = ()
+
+    def as_dict(self) -> dict:
+        return {"version_compatible": self.version_compatible,
+                "hardware_compatibility": "ampere_plus" if self.hardware_compatibility else None}
+
+
+def compatibility_settings(version_compatible: bool, hardware_compatibility: bool, *, device: CudaDevice | None,
+                           plugin_library: Path | None) -> Compatibility:
+    """Check the two portability options against this GPU and plugin; EngineError (one line) when
+    they cannot be honoured."""
+    serialize: tuple[Path, ...] = ()
+    if hardware_compatibility and device is not None and device.compute_capability < (8, 0):
+        raise EngineError(f"--hardware-compatibility needs a GPU of compute capability 8.0 or later "
+                          f"(TensorRT's AMPERE_PLUS level); {device.name} is sm_{device.sm}")
+    if version_compatible and plugin_library is not None:
+        dynamic = plugin_library.with_name("libtransnext_aa_plugin_dynamic.so")
+        if not dynamic.is_file():
+            raise EngineError(f"--version-compatible serialises the plugin into the engine and needs {dynamic.name} "
+                              f"next to {plugin_library} (`transnext-deploy build-plugin --target plugin` builds both)")
+        serialize = (dynamic,)
+    return Compatibility(version_compatible, hardware_compatibility, serialize)
+
+
+def apply_compatibility(trt, config, compatibility: Compatibility) -> None:
+    """Set the builder-config fields of `compatibility` (trt: the imported tensorrt module)."""
+    if compatibility.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+        if compatibility.plugins_to_serialize:
+            config.plugins_to_serialize = [str(p) for p in compatibility.plugins_to_serialize]
+    if compatibility.hardware_compatibility:
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
 
 
 def build_engine(
@@ -294,8 +343,11 @@ def build_engine(
     workspace_mib: int = DEFAULT_WORKSPACE_MIB,
     rebuild: bool = False,
     verbose: bool = False,
+    version_compatible: bool = False,
+    hardware_compatibility: bool = False,
 ) -> EngineBuild:
-    """Build (or reuse) one engine from an ONNX graph; writes the engine and `<engine>.json`."""
+    """Build (or reuse) one engine from an ONNX graph; writes the engine and `<engine>.json`.
+    `version_compatible` / `hardware_compatibility`: see the module docstring."""
     if precision not in PRECISIONS:
         raise EngineError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     onnx_path = Path(onnx_path)
@@ -309,6 +361,8 @@ def build_engine(
     input_name, (h, w) = _onnx_input(onnx_path)
     devices, _ = cuda_devices()
     device = devices[0]
+    compatibility = compatibility_settings(version_compatible, hardware_compatibility, device=device,
+                                           plugin_library=library)
     engine_path = Path(engine_path) if engine_path is not None else engine_path_for(onnx_path, precision)
     meta_path = metadata_path_for(engine_path)
     metadata = {
@@ -322,6 +376,7 @@ def build_engine(
         "batch_profile": {"min": lo, "opt": opt, "max": hi},
         "source_onnx": {"file": onnx_path.name, "sha256": sha256sum(onnx_path)},
         "plugin_library": ({"path": str(library), "sha256": sha256sum(library)} if library else None),
+        **compatibility.as_dict(),
     }
     if not rebuild and engine_path.is_file() and meta_path.is_file():
         try:
@@ -348,6 +403,7 @@ def build_engine(
     config.clear_flag(trt.BuilderFlag.TF32)
     if precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)  # layers TensorRT keeps in fp32 stay true fp32 (no TF32)
+    apply_compatibility(trt, config, compatibility)
     profile = builder.create_optimization_profile()
     profile.set_shape(input_name, (lo, 3, h, w), (opt, 3, h, w), (hi, 3, h, w))
     config.add_optimization_profile(profile)
@@ -401,10 +457,13 @@ def build_engines_for_artifact(
     timing_cache: str | os.PathLike | None = None,
     rebuild: bool = False,
     progress: Callable[[str], None] | None = None,
+    version_compatible: bool = False,
+    hardware_compatibility: bool = False,
 ) -> list[Path]:
     """Build one engine per precision next to the artifact's ONNX graph (default: the custom-op
     graph, which needs the plugin); returns the engine paths. Raises TensorRTUnavailable with the
-    missing pieces when TensorRT, a GPU or the plugin library is absent, EngineError otherwise."""
+    missing pieces when TensorRT, a GPU or the plugin library is absent, EngineError otherwise.
+    `version_compatible` / `hardware_compatibility` go to every build_engine call."""
     directory = Path(artifact_dir)
     onnx_path = directory / source
     if not onnx_path.is_file():
@@ -418,7 +477,8 @@ def build_engines_for_artifact(
         if progress:
             progress(engine_step(precision, source))
         result = build_engine(onnx_path, precision, batch_profile=batch_profile, plugin_library=plugin_library,
-                              timing_cache=timing_cache, rebuild=rebuild)
+                              timing_cache=timing_cache, rebuild=rebuild, version_compatible=version_compatible,
+                              hardware_compatibility=hardware_compatibility)
         paths.append(result.path)
     return paths
 
@@ -452,6 +512,7 @@ def read_engine_metadata(engine_path: str | os.PathLike) -> dict:
 
 __all__ = [
     "ENGINE_TOLERANCES",
+    "Compatibility",
     "FP16_TOLERANCE",
     "PRECISIONS",
     "EngineBuild",
@@ -459,8 +520,10 @@ __all__ = [
     "EnginePlan",
     "TensorRTStatus",
     "TensorRTUnavailable",
+    "apply_compatibility",
     "build_engine",
     "build_engines_for_artifact",
+    "compatibility_settings",
     "engine_path_for",
     "load_plugin",
     "plan_engines",

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import tempfile
 import time
@@ -70,6 +71,10 @@ DEFAULT_ATOL = FP32_TOLERANCE.atol
 DEFAULT_RTOL = FP32_TOLERANCE.rtol
 # Largest model a single protobuf can hold; past it the weights go to an external data file.
 PROTOBUF_LIMIT = 2**31 - 1
+# Next to the manifest's command lines: what they assume.
+COMMANDS_NOTE = (f"Run these from this artifact directory (the file names are relative to it), with ${PLUGIN_ENV} set "
+                 "to the path of libtransnext_aa_plugin.so (`transnext-deploy build-plugin --target plugin`); "
+                 "trtexec and polygraphy come with TensorRT. Arguments are quoted for sh, bash and zsh.")
 Progress = Callable[[tuple[int, int], str], None]  # (resolution, step): one call per step of export_steps()
 
 
@@ -311,9 +316,13 @@ def _commands(resolution: tuple[int, int], tolerance: Tolerance) -> dict[str, st
     lo, opt, hi = BATCH_PROFILE
     shapes = (f"--minShapes={INPUT_NAME}:{lo}x3x{h}x{w} --optShapes={INPUT_NAME}:{opt}x3x{h}x{w} "
               f"--maxShapes={INPUT_NAME}:{hi}x3x{h}x{w}")
-    plugin = f"${PLUGIN_ENV}"  # path of libtransnext_aa_plugin.so (`transnext-deploy build-plugin`)
-    poly_shapes = (f"--trt-min-shapes {INPUT_NAME}:[{lo},3,{h},{w}] --trt-opt-shapes {INPUT_NAME}:[{opt},3,{h},{w}] "
-                   f"--trt-max-shapes {INPUT_NAME}:[{hi},3,{h},{w}] --input-shapes {INPUT_NAME}:[1,3,{h},{w}]")
+    plugin = f"\"${PLUGIN_ENV}\""  # path of libtransnext_aa_plugin.so (`transnext-deploy build-plugin`)
+
+    def shape(batch: int) -> str:  # quoted: zsh would expand the brackets as a glob and stop
+        return shlex.quote(f"{INPUT_NAME}:[{batch},3,{h},{w}]")
+
+    poly_shapes = (f"--trt-min-shapes {shape(lo)} --trt-opt-shapes {shape(opt)} --trt-max-shapes {shape(hi)} "
+                   f"--input-shapes {shape(1)}")
 
     def trtexec(graph: str, plugins: str) -> str:
         return (f"trtexec --onnx={graph}{plugins} {shapes} --fp16 "
@@ -367,6 +376,7 @@ def _manifest(model: TransNeXt, options: ExportOptions, resolution, weights, mat
         },
         "files": files,
         "tool_versions": _tool_versions(),
+        "commands_note": COMMANDS_NOTE,
         "commands": _commands(resolution, Tolerance(options.atol, options.rtol)),
     }
 
@@ -376,12 +386,42 @@ def _manifest(model: TransNeXt, options: ExportOptions, resolution, weights, mat
 
 
 def _check_output_dir(output_dir: Path) -> None:
+    """Refuse an output directory that cannot be created or written, creating nothing (export()
+    creates it, and removes what it created when the export fails)."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ExportError(f"output directory {output_dir} is a file")
+    existing = output_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ExportError(f"cannot create output directory {output_dir}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == output_dir else f"cannot be created: {existing} is not writable"
+        raise ExportError(f"output directory {output_dir} {what}")
+
+
+def _make_output_dir(output_dir: Path) -> list[Path]:
+    """Create the output directory; returns the directories this created, outermost first."""
+    created = []
+    for directory in (*reversed(output_dir.absolute().parents), output_dir.absolute()):
+        if not directory.exists():
+            created.append(directory)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        _remove_empty(created)
         raise ExportError(f"cannot create output directory {output_dir}: {exc.strerror or exc}") from None
-    if not os.access(output_dir, os.W_OK | os.X_OK):
-        raise ExportError(f"output directory {output_dir} is not writable")
+    return created
+
+
+def _remove_empty(created: list[Path]) -> None:
+    """Remove the directories an export created, innermost first, as long as they are empty: a
+    failed export leaves nothing behind, and never removes what it did not write."""
+    for directory in reversed(created):
+        try:
+            directory.rmdir()
+        except OSError:
+            return
 
 
 def _publish(staging: Path, final: Path) -> None:
@@ -487,10 +527,15 @@ def export(options: ExportOptions, progress: Progress | None = None, engines: En
     a GPU and the plugin are here); `progress` gets every step of export_steps(engines.precisions)."""
     options = check_options(options)
     engines = plan_engines() if engines is None else engines
+    created = _make_output_dir(Path(options.output_dir))
     results = []
-    for r in options.resolutions:
-        step = (lambda s, r=r: progress(r, s)) if progress else (lambda s: None)
-        results.append(export_resolution(options, r, step, engines))
+    try:
+        for r in options.resolutions:
+            step = (lambda s, r=r: progress(r, s)) if progress else (lambda s: None)
+            results.append(export_resolution(options, r, step, engines))
+    except BaseException:
+        _remove_empty(created)  # the output directory too, when this export made it and wrote nothing in it
+        raise
     return results
 
 

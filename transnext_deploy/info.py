@@ -7,6 +7,7 @@ Every probe is guarded: a missing piece is reported with the reason, never raise
 from __future__ import annotations
 
 import importlib
+import re
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
@@ -64,20 +65,58 @@ def _onednn() -> Probe:
     return Probe("torch-onednn", True, "fast model: token projections on the CPU run through oneDNN")
 
 
+# target -> (probe name, what building it needs, the variable that points at a library built elsewhere)
+_LIBRARIES = {
+    "host": ("plugin-host-library", "a C++ compiler and cmake", None),
+    # the fused op's CUDA implementation (torch.ops.transnext.aggregated_attention)
+    "cuda": ("cuda-kernel-library", "nvcc and cmake", "TRANSNEXT_AA_CUDA_LIBRARY"),
+    "plugin": ("tensorrt-plugin-library", "nvcc, cmake and the TensorRT headers (NvInfer.h)", "TRANSNEXT_AA_PLUGIN"),
+}
+
+
 def _plugin() -> list[Probe]:
     try:
         from . import plugin_build
     except Exception as exc:  # noqa: BLE001
         return [Probe("plugin", False, f"not available: {exc}")]
+    try:
+        plugin_build.plugin_source_dir()
+        sources = True
+    except plugin_build.PluginBuildError:
+        sources = False  # an installed package without the plugin sources: build-plugin cannot run
+    finders = {"host": plugin_build.find_host_library, "cuda": plugin_build.find_cuda_library,
+               "plugin": plugin_build.find_plugin_library}
     probes = []
-    for target, finder, command in (
-            ("plugin-host-library", plugin_build.find_host_library, "transnext-deploy build-plugin"),
-            # the fused op's CUDA implementation (torch.ops.transnext.aggregated_attention)
-            ("cuda-kernel-library", plugin_build.find_cuda_library, "transnext-deploy build-plugin --target cuda"),
-            ("tensorrt-plugin-library", plugin_build.find_plugin_library, "transnext-deploy build-plugin")):
-        path = finder()
-        probes.append(Probe(target, path is not None, str(path) if path else f"not built: run `{command}`"))
+    for target, (name, needs, env) in _LIBRARIES.items():
+        path = finders[target]()
+        if path is not None:
+            probes.append(Probe(name, True, str(path)))
+            continue
+        if sources:
+            command = f"transnext-deploy build-plugin --target {target}"
+            if target == "plugin":
+                command += " --tensorrt-root DIR"
+            how = f"run `{command}`" + (" (DIR holds include/NvInfer.h)" if target == "plugin" else "")
+        else:
+            how = ("this installed package carries no plugin sources to build it from: reinstall transnext-deploy "
+                   "from its wheel or sdist")
+            if env:
+                how += f", or set ${env} to a library built elsewhere"
+        probes.append(Probe(name, False, f"not built (needs {needs}): {how}"))
     return probes
+
+
+def _nvcc() -> Probe:
+    """nvcc's CUDA release, e.g. `CUDA 13.0 (V13.0.88)`, from `nvcc --version`."""
+    probe = _tool_version("nvcc", line=-1)
+    if not probe.available:
+        return probe
+    path = shutil.which("nvcc")
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20).stdout
+    match = re.search(r"release ([\d.]+), V([\d.]+)", out)
+    if match is None:
+        return probe
+    return Probe("nvcc", True, f"CUDA {match.group(1)} (V{match.group(2)}, {path})")
 
 
 def collect() -> list[Probe]:
@@ -85,6 +124,8 @@ def collect() -> list[Probe]:
         _module_version("torch"),
         _module_version("onnx"),
         _module_version("onnxruntime"),
+        # the custom-op graph's CPU validation registers the op through it
+        _module_version("onnxruntime_extensions", "onnxruntime-extensions"),
         _module_version("onnx_graphsurgeon", "onnx-graphsurgeon"),
         _module_version("polygraphy"),
         _module_version("tensorrt"),
@@ -98,7 +139,7 @@ def collect() -> list[Probe]:
         probes.append(Probe("onnxruntime-providers", True, ", ".join(providers)))
     except Exception as exc:  # noqa: BLE001
         probes.append(Probe("onnxruntime-providers", False, f"not available: {exc}"))
-    probes += [_tool_version("nvcc", line=-1), _tool_version("cmake"), _tool_version("c++")]
+    probes += [_nvcc(), _tool_version("cmake"), _tool_version("c++")]
     probes += _plugin()
     return probes
 

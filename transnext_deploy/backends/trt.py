@@ -61,7 +61,11 @@ class TensorRTRunner:
             self.engine = self._poly.engine
             self.context = self._poly.context
         else:
-            self.engine = trt.Runtime(trt_logger()).deserialize_cuda_engine(data)
+            runtime = trt.Runtime(trt_logger())
+            if self.metadata.get("version_compatible"):
+                # the plugin travels inside a version-compatible engine: TensorRT runs that code only when allowed
+                runtime.engine_host_code_allowed = True
+            self.engine = runtime.deserialize_cuda_engine(data)
             if self.engine is None:
                 raise EngineError(f"cannot deserialize {self.path.name}: built by another TensorRT version or GPU? "
                                   f"(metadata: TensorRT {self.metadata.get('tensorrt_version')}, "

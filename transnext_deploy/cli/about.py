@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .. import __version__
-from .app import one_line_errors
+from .app import UserError, one_line_errors, output_console, say, split_values
 
 
 def info(
@@ -30,8 +30,8 @@ def info(
     table.add_column("status")
     table.add_column("detail", overflow="fold")
     for p in probes:
-        table.add_row(p.name, "[green]ok[/]" if p.available else "[yellow]missing[/]", p.detail)
-    Console().print(table)
+        table.add_row(p.name, Text("ok", "green") if p.available else Text("missing", "yellow"), Text(p.detail))
+    output_console().print(table)
 
 
 def models(
@@ -58,15 +58,76 @@ def models(
     if json_output:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title="TransNeXt variants")
-    for col in ("name", "params (M)", "embed dims", "depths", "sr ratios", "trained at", "official weights"):
-        table.add_column(col)
+    columns = ("name", "params (M)", "embed dims", "depths", "sr ratios", "trained at", "official weights")
+    cells = [(r["name"], f"{r['params_millions']:.2f}", str(r["embed_dims"]), str(r["depths"]), str(r["sr_ratios"]),
+              str(r["train_size"]), "\n".join(r["official_weights"]) or "-") for r in rows]
+    out = output_console()
+    # a table only as wide as its longest cells, borders included; else one block per variant, so the
+    # name to type and the weights file names are never cut
+    needed = 1 + sum(3 + max(len(line) for cell in [col, *(c[i] for c in cells)] for line in cell.split("\n"))
+                     for i, col in enumerate(columns))
+    if out.width >= needed:
+        table = Table(title="TransNeXt variants")
+        for col in columns:
+            table.add_column(col, no_wrap=True)
+        for row in cells:
+            table.add_row(*(Text(c) for c in row))
+        out.print(table)
+        return
     for r in rows:
-        table.add_row(r["name"], f"{r['params_millions']:.2f}", str(r["embed_dims"]), str(r["depths"]),
-                      str(r["sr_ratios"]), str(r["train_size"]), ", ".join(r["official_weights"]) or "-")
-    Console().print(table)
+        out.print(Text.assemble((r["name"], "bold"), f"  {r['params_millions']:.2f} M parameters, trained at "
+                                f"{r['train_size']}"), soft_wrap=True)
+        out.print(Text(f"  embed dims {r['embed_dims']}, depths {r['depths']}, sr ratios {r['sr_ratios']}"))
+        for w in r["official_weights"] or ["-"]:
+            out.print(Text(f"  weights: {w}"), soft_wrap=True)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def cache(
+    clear: list[str] = typer.Option(  # noqa: B008
+        [], "--clear", metavar="PART",
+        help="Delete a part of the cache: weights, bench, tensorrt, plugins, or all; repeat or comma-separate "
+             "for several. Without it, only report."),
+    json_output: bool = typer.Option(False, "--json", help="Print {directory, parts: {PART: {path, bytes, files, "
+                                                           "what}}, cleared} as JSON on stdout."),
+) -> None:
+    """Show where the user cache is, how big each part is, and clear parts of it.
+
+    The cache is $TRANSNEXT_DEPLOY_CACHE, else $XDG_CACHE_HOME/transnext-deploy or
+    ~/.cache/transnext-deploy. bench keeps its exported artifacts there (about 900 MB after the
+    defaults) and reuses them; `--clear bench` frees that space, and the next bench exports again.
+    """
+    from ..artifacts import CACHE_PARTS, cache_dir, cache_usage, clear_cache
+
+    parts = split_values(clear)
+    if "all" in parts:
+        parts = list(CACHE_PARTS)
+    unknown = [p for p in parts if p not in CACHE_PARTS]
+    if unknown:
+        raise UserError(f"--clear takes {', '.join(CACHE_PARTS)} or all, got {', '.join(unknown)}")
+    freed = clear_cache(list(dict.fromkeys(parts))) if parts else {}
+    usage = cache_usage()
+    if json_output:
+        typer.echo(json.dumps({"directory": str(cache_dir()), "parts": usage, "cleared": freed}, indent=2))
+    else:
+        table = Table(title=Text(f"cache {cache_dir()}"))
+        for col in ("part", "size", "files", "path", "what"):
+            table.add_column(col, overflow="fold")
+        for part, u in usage.items():
+            table.add_row(part, human_bytes(u["bytes"]), str(u["files"]), Text(u["path"]), Text(u["what"]))
+        output_console().print(table)
+    for part, n in freed.items():
+        say(f"cleared {part}: {human_bytes(n)} freed", label="ok", style="green")
 
 
 def register(app: typer.Typer) -> None:
     app.command("info")(one_line_errors(info))
     app.command("models")(one_line_errors(models))
+    app.command("cache")(one_line_errors(cache))

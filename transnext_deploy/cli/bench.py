@@ -9,10 +9,9 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .app import SIZE_HELP, UserError, console, one_line_errors, split_values, whole_numbers
+from .app import SIZE_HELP, StepProgress, UserError, one_line_errors, say, split_values, whole_numbers
 
 
 def bench_command(
@@ -92,25 +91,35 @@ def bench_command(
         options.batches = batches
 
     started = time.perf_counter()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task(f"bench transnext_{size}", total=None)
-
-        def on_progress(description: str, completed: float, total: float) -> None:
-            progress.update(task, description=description, completed=completed, total=total)
-
-        report = run_bench(options, progress=on_progress)
+    with StepProgress(f"bench transnext_{size}") as progress:
+        report = run_bench(options, progress=lambda description, completed, total: progress.update(
+            description, completed=completed, total=total))
 
     out = Console(width=None if sys.stdout.isatty() else 160)
     out.print(_table(report))
     _print_notes(report, out)
     if json_path is not None:
         report.write_json(json_path)
-        console.print(f"wrote {json_path}")
+        say(f"wrote {json_path}")
     if plot_path is not None:
         plot_report(report, plot_path)
-        console.print(f"wrote {plot_path}")
-    console.print(f"bench finished in {time.perf_counter() - started:.0f} s")
+        say(f"wrote {plot_path}")
+    say(_work_dir_line(report.meta["work_dir"], work_dir is None))
+    say(f"bench finished in {time.perf_counter() - started:.0f} s")
+
+
+def _work_dir_line(path: str, default: bool) -> str:
+    """Where the reused artifacts are and how much they take, and how to get the space back."""
+    from ..artifacts import cache_usage
+    from .about import human_bytes
+
+    if default:
+        size = cache_usage()["bench"]["bytes"]
+        how = "`transnext-deploy cache --clear bench` frees it"
+    else:
+        size = sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file() and not p.is_symlink())
+        how = "delete the directory to free it"
+    return f"artifacts kept for the next run in {path}: {human_bytes(size)} ({how})"
 
 
 def _table(report) -> Table:
@@ -191,9 +200,9 @@ def _print_notes(report, out: Console) -> None:
         out.print("  (every resolution and batch, TensorRT fp32 and the function form: 'polygraphy' in --json)",
                   highlight=False, soft_wrap=True)
     for m in sorted({r.memory_method for r in report.rows if r.ok and r.memory_method}):
-        console.print(f"[dim]peak MiB: {m}[/]", highlight=False, soft_wrap=True)
+        say(f"peak MiB: {m}", style="dim")
     for backend, note in sorted({(r.backend, n) for r in report.rows for n in r.notes}):
-        console.print(f"[dim]{backend}: {note}[/]", highlight=False, soft_wrap=True)
+        say(f"{backend}: {note}", style="dim")
 
 
 def register(app: typer.Typer) -> None:

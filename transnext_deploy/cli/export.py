@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ..validation import FP32_TOLERANCE
-from .app import SIZE_HELP, console, note, one_line_errors
+from .app import SIZE_HELP, StepProgress, note, one_line_errors, say
 
 
 def export_command(
@@ -54,6 +53,7 @@ def export_command(
     atol + rtol * |pytorch|; validation.json records both and the worst element. Without a
     host library (an install with no compiler) the custom-op graph's CPU run is skipped, with the
     reason in validation.json.
+
     Where TensorRT, a CUDA GPU and the plugin library are present it also builds fp32 and fp16
     engines of model.aa_plugin.onnx; otherwise it says why it skipped them.
     """
@@ -71,24 +71,18 @@ def export_command(
         threads=threads))
     engines = plan_engines()
     total = len(options.resolutions) * len(export_steps(engines.precisions))
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task(f"export transnext_{options.variant}", total=total)
-
-        def on_step(res, step):
-            progress.update(task, description=f"{res[0]}x{res[1]}: {step}", advance=1)
-
-        results = export(options, progress=on_step, engines=engines)
-        progress.update(task, description="done")
+    with StepProgress(f"export transnext_{options.variant}", total) as progress:
+        results = export(options, engines=engines, progress=lambda res, step: progress.update(
+            f"{res[0]}x{res[1]}: {step}", advance=1))
     for r in results:
         for text in r.notes:
             note(text)
         ran = [g for g in r.validation["graphs"].values() if g["passed"] is not None]
         worst = max(g["max_abs"] for g in ran)
         ratio = max(g["worst"]["ratio"] for g in ran)
-        console.print(f"[green]ok[/] {r.directory}: {r.blocks_fused} fused blocks, max-abs vs PyTorch {worst:.2e} "
-                      f"({ratio:.2f}x of atol {options.atol:g} + rtol {options.rtol:g} * |b| at the worst element), "
-                      f"{sum(r.files.values()) / 1e6:.1f} MB, {r.seconds:.0f} s")
+        say(f"{r.directory}: {r.blocks_fused} fused blocks, max-abs vs PyTorch {worst:.2e} "
+            f"({ratio:.2f}x of atol {options.atol:g} + rtol {options.rtol:g} * |b| at the worst element), "
+            f"{sum(r.files.values()) / 1e6:.1f} MB, {r.seconds:.0f} s", label="ok", style="green")
     if json_output:
         typer.echo(json.dumps(summary(results), indent=2))
 

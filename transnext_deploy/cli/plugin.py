@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..plugin_build import DEFAULT_CUDA_ARCHS
-from .app import UserError, console, note, one_line_errors
+from .app import StepProgress, UserError, note, one_line_errors, output_console
 
 
 def build_plugin_command(
@@ -61,7 +61,8 @@ def build_plugin_command(
     what = ", ".join(plan.targets)
     if {"cuda", "plugin"} & set(plan.targets):
         what += f" for sm_{', sm_'.join(archs or DEFAULT_CUDA_ARCHS)}"
-    with console.status(f"building {what} with CMake in {out_dir} ({n_jobs} jobs)"):
+    with StepProgress("build-plugin") as progress:
+        progress.update(f"building {what} with CMake in {out_dir} ({n_jobs} jobs)", step=True)
         result = build_plugin(targets=plan.targets, cuda_archs=archs, tensorrt_root=tensorrt_root, build_dir=out_dir,
                               jobs=n_jobs, verbose=verbose)
 
@@ -80,12 +81,12 @@ def build_plugin_command(
     if json_output:
         typer.echo(json.dumps(summary, indent=2))
         return
-    table = Table(title=f"built in {result.build_dir}")
+    table = Table(title=Text(f"built in {result.build_dir}"))
     table.add_column("library")
     table.add_column("path", overflow="fold")
     for kind, path in result.libraries.items():
-        table.add_row(kind, str(path))
-    Console().print(table)
+        table.add_row(kind, Text(str(path)))
+    output_console().print(table)
 
 
 def register(app: typer.Typer) -> None:

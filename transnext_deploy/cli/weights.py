@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .app import SIZE_HELP, console, one_line_errors
+from .app import SIZE_HELP, StepProgress, one_line_errors, say
 
 
 def download(
@@ -23,24 +23,24 @@ def download(
     json_output: bool = typer.Option(False, "--json", help="Print {path, sha256, ...} as JSON on stdout."),
 ) -> None:
     """Download official weights from the hub (needs network; TRANSNEXT_DEPLOY_HUB_URL overrides the host)."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, TextColumn, TransferSpeedColumn
 
     from ..artifacts import sha256sum
     from ..checkpoint import download_weights, official_weights
     from ..models import resolve_variant
 
     weights = official_weights(resolve_variant(size, "size"), resolution)
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task(weights.filename, total=None)
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with StepProgress(weights.filename, columns=columns, counts=False) as progress:
+        progress.update(f"downloading {weights.filename}")
         path = download_weights(weights, output, progress=lambda done, total: progress.update(
-            task, completed=done, total=total))
+            f"downloading {weights.filename}: {done / 1e6:.0f} MB", completed=done, total=total, step=False))
     result = {"variant": weights.variant, "resolution": weights.resolution, "path": str(path),
               "sha256": sha256sum(path), "pretrain_size": weights.pretrain_size}
     if json_output:
         typer.echo(json.dumps(result, indent=2))
     else:
-        console.print(f"saved {path}")
+        say(f"saved {path}")
 
 
 def register(app: typer.Typer) -> None:
