@@ -68,6 +68,8 @@ PRECISIONS = ("fp32", "fp16")
 FP16_TOLERANCE = Tolerance(atol=0.2, rtol=1e-2)
 ENGINE_TOLERANCES = {"fp32": FP32_TOLERANCE, "fp16": FP16_TOLERANCE}
 DEFAULT_WORKSPACE_MIB = 4096
+# TensorRT's HardwareCompatibilityLevel names, lower case; "same_compute_capability" from TensorRT 10.13.
+HARDWARE_COMPATIBILITY = ("none", "ampere_plus", "same_compute_capability")
 METADATA_FORMAT = 1
 
 
@@ -277,7 +279,8 @@ class EngineBuild:
 
 
 def _metadata_key(meta: dict) -> dict:
-    keys = ("format", "tensorrt_version", "precision", "tf32", "batch_profile", "source_onnx", "plugin_library")
+    keys = ("format", "tensorrt_version", "precision", "tf32", "batch_profile", "source_onnx", "plugin_library",
+            "version_compatible", "hardware_compatibility", "serialized_plugin")
     key = {k: meta.get(k) for k in keys}
     key["gpu_sm"] = (meta.get("gpu") or {}).get("sm")
     return key
@@ -294,10 +297,23 @@ def build_engine(
     workspace_mib: int = DEFAULT_WORKSPACE_MIB,
     rebuild: bool = False,
     verbose: bool = False,
+    version_compatible: bool = False,
+    hardware_compatibility: str = "none",
+    serialize_plugin: str | os.PathLike | None = None,
 ) -> EngineBuild:
-    """Build (or reuse) one engine from an ONNX graph; writes the engine and `<engine>.json`."""
+    """Build (or reuse) one engine from an ONNX graph; writes the engine and `<engine>.json`.
+
+    `version_compatible`: the engine also runs on later TensorRT versions of the same major version
+    (it carries TensorRT's lean runtime: deserialize it with host code allowed). `serialize_plugin`:
+    a loadLibrary plugin library (libtransnext_aa_plugin_dynamic.so) stored inside such an engine.
+    `hardware_compatibility`: "none" (the GPU's compute capability), "ampere_plus" (any Ampere or
+    later GPU) or "same_compute_capability" (TensorRT >= 10.13). Each raises EngineError where this
+    TensorRT does not offer it."""
     if precision not in PRECISIONS:
         raise EngineError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if hardware_compatibility not in HARDWARE_COMPATIBILITY:
+        raise EngineError(f"hardware compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, "
+                          f"got {hardware_compatibility!r}")
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise EngineError(f"ONNX graph not found: {onnx_path}")
@@ -322,6 +338,10 @@ def build_engine(
         "batch_profile": {"min": lo, "opt": opt, "max": hi},
         "source_onnx": {"file": onnx_path.name, "sha256": sha256sum(onnx_path)},
         "plugin_library": ({"path": str(library), "sha256": sha256sum(library)} if library else None),
+        "version_compatible": version_compatible,
+        "hardware_compatibility": hardware_compatibility,
+        "serialized_plugin": ({"file": Path(serialize_plugin).name, "sha256": sha256sum(serialize_plugin)}
+                              if serialize_plugin else None),
     }
     if not rebuild and engine_path.is_file() and meta_path.is_file():
         try:
@@ -348,6 +368,7 @@ def build_engine(
     config.clear_flag(trt.BuilderFlag.TF32)
     if precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)  # layers TensorRT keeps in fp32 stay true fp32 (no TF32)
+    _set_compatibility(trt, config, version_compatible, hardware_compatibility, serialize_plugin)
     profile = builder.create_optimization_profile()
     profile.set_shape(input_name, (lo, 3, h, w), (opt, 3, h, w), (hi, 3, h, w))
     config.add_optimization_profile(profile)
@@ -391,6 +412,23 @@ def build_engine(
     return EngineBuild(engine_path, metadata, False)
 
 
+def _set_compatibility(trt, config, version_compatible: bool, hardware_compatibility: str,
+                       serialize_plugin: str | os.PathLike | None) -> None:
+    """Version and hardware compatibility where this TensorRT offers them, else EngineError."""
+    if version_compatible:
+        if not hasattr(trt.BuilderFlag, "VERSION_COMPATIBLE"):
+            raise EngineError(f"TensorRT {trt.__version__} cannot build version-compatible engines")
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+        if serialize_plugin is not None:
+            config.plugins_to_serialize = [str(serialize_plugin)]
+    if hardware_compatibility != "none":
+        level = getattr(getattr(trt, "HardwareCompatibilityLevel", None), hardware_compatibility.upper(), None)
+        if level is None:
+            raise EngineError(f"TensorRT {trt.__version__} does not offer hardware compatibility "
+                              f"{hardware_compatibility!r}")
+        config.hardware_compatibility_level = level
+
+
 def build_engines_for_artifact(
     artifact_dir: str | os.PathLike,
     precisions: Sequence[str] = PRECISIONS,
@@ -401,6 +439,9 @@ def build_engines_for_artifact(
     timing_cache: str | os.PathLike | None = None,
     rebuild: bool = False,
     progress: Callable[[str], None] | None = None,
+    version_compatible: bool = False,
+    hardware_compatibility: str = "none",
+    serialize_plugin: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Build one engine per precision next to the artifact's ONNX graph (default: the custom-op
     graph, which needs the plugin); returns the engine paths. Raises TensorRTUnavailable with the
@@ -418,7 +459,8 @@ def build_engines_for_artifact(
         if progress:
             progress(engine_step(precision, source))
         result = build_engine(onnx_path, precision, batch_profile=batch_profile, plugin_library=plugin_library,
-                              timing_cache=timing_cache, rebuild=rebuild)
+                              timing_cache=timing_cache, rebuild=rebuild, version_compatible=version_compatible,
+                              hardware_compatibility=hardware_compatibility, serialize_plugin=serialize_plugin)
         paths.append(result.path)
     return paths
 
@@ -453,6 +495,7 @@ def read_engine_metadata(engine_path: str | os.PathLike) -> dict:
 __all__ = [
     "ENGINE_TOLERANCES",
     "FP16_TOLERANCE",
+    "HARDWARE_COMPATIBILITY",
     "PRECISIONS",
     "EngineBuild",
     "EngineError",
