@@ -150,6 +150,30 @@ def check_serve_options(*, max_batch: int, top: int, device: str) -> None:
 
 # ------------------------------------------------------------------------------------------ server
 
+def check_ports(host: str, ports: dict[str, int]) -> None:
+    """One line naming the option when a port is out of range, repeated or already taken on `host`.
+
+    Triton would find a taken port too, but only after loading both models (the slow part), and then
+    exit with its own wording; this says it before anything is loaded."""
+    import socket
+
+    seen: dict[int, str] = {}
+    for option, port in ports.items():
+        if not 0 < port < 65536:
+            raise InvalidArgumentError(f"{option} must be a port number (1-65535), got {port}")
+        if port in seen:
+            raise InvalidArgumentError(f"{option} and {seen[port]} are both {port}: each endpoint needs its own port")
+        seen[port] = option
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise ServeError(f"{option} {port}: cannot listen on {host}:{port} "
+                                 f"({exc.strerror or exc}); pick another port") from None
+
+
 def _die_with_parent() -> None:
     """In the server's child process: get SIGTERM when the process that started it dies, so a killed
     `serve` (or test run) leaves no server holding the ports."""
@@ -185,10 +209,6 @@ class TritonServer:
                  device: str = "auto", input_size: tuple[int, int], num_classes: int, log: TextIO | None = None,
                  startup_timeout: float = 300.0, exit_timeout: int = 20):
         check_serve_options(max_batch=max_batch, top=top, device=device)
-        for option, port in (("--http-port", http_port), ("--grpc-port", grpc_port),
-                             ("--metrics-port", metrics_port)):
-            if not 0 < port < 65536:
-                raise InvalidArgumentError(f"{option} must be a port number (1-65535), got {port}")
         self.bundle, self.host = Path(bundle), host
         self.input_size, self.num_classes = input_size, num_classes
         self.http_port, self.grpc_port, self.metrics_port = http_port, grpc_port, metrics_port
@@ -230,8 +250,13 @@ class TritonServer:
         return _children(self._process.pid) if self._process and self._process.poll() is None else []
 
     # -- lifecycle
+    @property
+    def ports(self) -> dict[str, int]:
+        return {"--http-port": self.http_port, "--grpc-port": self.grpc_port, "--metrics-port": self.metrics_port}
+
     def start(self) -> TritonServer:
         dist = triton_dist()
+        check_ports(self.host, self.ports)
         self._workdir = Path(tempfile.mkdtemp(prefix="transnext-serve-"))
         try:
             backend = self._workdir / "backends" / "python"
@@ -403,4 +428,4 @@ def serve_forever(server: TritonServer, announce=print) -> int:
 
 
 __all__ = ["DEVICES", "IMAGE_MODEL", "INSTALL_HINT", "TENSOR_MODEL", "ServeError", "TritonDist", "TritonServer",
-           "bundle_facts", "serve_forever", "triton_dist", "write_serving_repository"]
+           "bundle_facts", "check_ports", "serve_forever", "triton_dist", "write_serving_repository"]

@@ -122,6 +122,17 @@ def _readme(platform: str, model: dict, engine: dict | None, plugin: str | None)
     return "\n".join(lines) + "\n"
 
 
+def check_repository_target(out_dir: str | os.PathLike, max_batch: int) -> Path:
+    """The checks write_model_repository makes before reading the bundle (the CLI makes them before packaging)."""
+    if max_batch < 1:
+        raise InvalidArgumentError(f"the Triton max batch must be at least 1, got {max_batch}")
+    out = Path(out_dir).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RepositoryError(f"{out} exists and is not an empty directory: the Triton repository needs a "
+                              "directory of its own")
+    return out
+
+
 def write_model_repository(bundle_dir: str | os.PathLike, out_dir: str | os.PathLike, max_batch: int = 16, *,
                            resolution: tuple[int, int] | None = None, precision: str | None = None,
                            prefer_engine: bool = True) -> RepositoryResult:
@@ -134,12 +145,7 @@ def write_model_repository(bundle_dir: str | os.PathLike, out_dir: str | os.Path
     """
     from .bundle import open_bundle
 
-    if max_batch < 1:
-        raise InvalidArgumentError(f"max_batch must be at least 1, got {max_batch}")
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise RepositoryError(f"{out} exists and is not an empty directory: the repository needs a directory "
-                              "of its own")
+    out = check_repository_target(out_dir, max_batch)
     opened = open_bundle(bundle_dir)
     try:
         manifest = opened.manifest
@@ -197,4 +203,5 @@ def write_model_repository(bundle_dir: str | os.PathLike, out_dir: str | os.Path
     return RepositoryResult(str(out), platform, source, max_batch, notes)
 
 
-__all__ = ["MODEL_NAME", "RepositoryError", "RepositoryResult", "model_config", "write_model_repository"]
+__all__ = ["MODEL_NAME", "RepositoryError", "RepositoryResult", "check_repository_target", "model_config",
+           "write_model_repository"]

@@ -58,6 +58,14 @@ def package_command(
                                 help="The bundle: a directory, or a .tar.gz / .tgz file. Nothing is written "
                                      "there unless every step succeeds."),
     threads: int = typer.Option(2, "--threads", help="onnxruntime threads used for validation."),
+    triton: Optional[Path] = typer.Option(  # noqa: UP007
+        None, "--triton", metavar="DIR",
+        help="Also write a Triton Inference Server model repository there (a new or empty directory): the "
+             "TensorRT plan when engines were built, else the standard ONNX graph for onnxruntime; "
+             "config.pbtxt with dynamic batching; a README with the tritonserver command."),
+    triton_max_batch: int = typer.Option(16, "--triton-max-batch",
+                                         help="max_batch_size of the Triton model (at most the engines' "
+                                              "profile maximum, 32)."),
     json_output: bool = typer.Option(False, "--json", help="Print the bundle's manifest as JSON on stdout."),
 ) -> None:
     """Package TransNeXt as a deployable bundle: validated ONNX graphs, plugin sources, libraries, engines.
@@ -79,6 +87,10 @@ def package_command(
     if hardware_compatibility not in HARDWARE_COMPATIBILITY:
         raise UserError(f"--hardware-compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, "
                         f"got {hardware_compatibility!r}")
+    if triton is not None:
+        from ..triton_repository import check_repository_target
+
+        check_repository_target(triton, triton_max_batch)  # before the export, not after it
     precisions = None
     if engines is not None:
         values = split_values([engines])
@@ -103,6 +115,14 @@ def package_command(
     console.print(f"[green]ok[/] {result.path}: transnext_{manifest['variant']} {manifest['mode']}, "
                   f"{', '.join(m['name'] for m in manifest['models'])}, {len(manifest['files'])} files "
                   f"({size_mb:.1f} MB), {engines_built} engine(s), {result.seconds:.0f} s")
+    if triton is not None:
+        from ..triton_repository import write_model_repository
+
+        repository = write_model_repository(result.path, triton, triton_max_batch)
+        for text in repository.notes:
+            note(text)
+        console.print(f"[green]ok[/] {repository.path}: Triton model repository ({repository.platform}, max batch "
+                      f"{repository.max_batch}); see its README.md", soft_wrap=True)
     if json_output:
         typer.echo(json.dumps(manifest, indent=2))
 
