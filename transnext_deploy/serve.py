@@ -315,7 +315,7 @@ class TritonServer:
                 self._log.write(line)
                 self._log.flush()
 
-    def _failure(self) -> str:
+    def failure_summary(self) -> str:
         """Triton's own error lines (E... or 'error:'), else its last lines, on one line."""
         lines = [line for line in self._tail if line.startswith("E") or line.lower().startswith("error")]
         lines = [line.split("] ", 1)[-1].strip('"') for line in (lines or list(self._tail)[-3:])]
@@ -330,7 +330,7 @@ class TritonServer:
                 if self._reader:
                     self._reader.join(timeout=5)
                 raise ServeError(f"tritonserver exited with status {self._process.returncode} while starting: "
-                                 f"{self._failure()}")
+                                 f"{self.failure_summary()}")
             try:
                 with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as response:
                     if response.status == 200:
@@ -338,7 +338,7 @@ class TritonServer:
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.25)
-        raise ServeError(f"tritonserver was not ready after {self.startup_timeout:.0f} s: {self._failure()}")
+        raise ServeError(f"tritonserver was not ready after {self.startup_timeout:.0f} s: {self.failure_summary()}")
 
     def wait(self, timeout: float | None = None) -> int | None:
         """The server's exit status once it exits (None on timeout)."""
@@ -417,9 +417,8 @@ def serve_forever(server: TritonServer, announce=print) -> int:
                  f"SIGTERM or Ctrl-C stops it")
         while not stop.is_set():
             if server.wait(timeout=0.5) is not None:
-                raise ServeError(f"tritonserver exited on its own with status {server.wait()}: {server._failure()}")
+                raise ServeError(f"tritonserver exited on its own with status {server.wait()}: {server.failure_summary()}")
         announce("stopping (in-flight requests finish first)")
-        server.stop()
         return 0
     finally:
         server.stop()
