@@ -200,8 +200,9 @@ def _children(pid: int) -> list[int]:
 class TritonServer:
     """A running tritonserver serving `bundle`; a context manager (start on enter, stop on exit).
 
-    `log` receives Triton's own log lines (None: kept only for error messages). Ports must be free:
-    Triton's error (e.g. "Address already in use") becomes the ServeError's message.
+    `log` receives Triton's own log lines (None: kept only for error messages). start() checks the
+    ports first (check_ports); when Triton itself fails to start, its error lines become the
+    ServeError's message.
     """
 
     def __init__(self, bundle: str | os.PathLike, *, host: str = "127.0.0.1", http_port: int = 8000,
@@ -300,11 +301,9 @@ class TritonServer:
     def _env(dist: TritonDist) -> dict[str, str]:
         env = os.environ.copy()
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (env.get("LD_LIBRARY_PATH"), str(dist.libs)) if p)
-        # The stub embeds this Python and finds its environment (site-packages, the package) through
-        # the `python3` first on PATH, as pytriton arranges it.
+        # The stub embeds this Python and finds its environment (site-packages, this package) through
+        # the `python3` first on PATH, as pytriton arranges it (PYTHONPATH, if set, passes through).
         env["PATH"] = os.pathsep.join((str(Path(sys.exec_prefix) / "bin"), env.get("PATH", "")))
-        package_root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         return env
 
     def _read_log(self) -> None:
