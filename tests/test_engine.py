@@ -34,9 +34,7 @@ from transnext_deploy.backends.trt import TensorRTRunner
 from transnext_deploy.engine import (
     EngineError,
     TensorRTUnavailable,
-    apply_compatibility,
     build_engines_for_artifact,
-    compatibility_settings,
     resolve_plugin_library,
     tensorrt_status,
 )
@@ -97,22 +95,10 @@ def test_builder_refuses_with_the_reason(tmp_path):
 
 
 def test_portability_options_reach_the_builder_config(tmp_path):
-    """--version-compatible / --hardware-compatibility: checked against the GPU and the plugin
-    before TensorRT is touched, then set on the builder config (a stand-in for tensorrt here; the
-    GPU test below builds with the real one)."""
-    orin = CudaDevice(0, "Orin", (8, 7), 1 << 34)
-    turing = CudaDevice(0, "T4", (7, 5), 1 << 34)
-    plugin = tmp_path / "libtransnext_aa_plugin.so"
-    plugin.write_bytes(b"")
-    with pytest.raises(EngineError, match="libtransnext_aa_plugin_dynamic.so next to"):
-        compatibility_settings(True, False, device=orin, plugin_library=plugin)
-    with pytest.raises(EngineError, match="compute capability 8.0 or later.*sm_75"):
-        compatibility_settings(False, True, device=turing, plugin_library=None)
-    dynamic = tmp_path / "libtransnext_aa_plugin_dynamic.so"
-    dynamic.write_bytes(b"")
-    both = compatibility_settings(True, True, device=orin, plugin_library=plugin)
-    assert both.plugins_to_serialize == (dynamic,)
-    assert both.as_dict() == {"version_compatible": True, "hardware_compatibility": "ampere_plus"}
+    """--version-compatible / --hardware-compatibility set the builder config's flag, the plugin to
+    serialise and the level (a stand-in for tensorrt here; the GPU test builds with the real one), and a
+    TensorRT that lacks a level is refused in one line."""
+    from transnext_deploy.engine import _set_compatibility
 
     class Config:
         def __init__(self):
@@ -121,15 +107,18 @@ def test_portability_options_reach_the_builder_config(tmp_path):
         def set_flag(self, flag):
             self.flags.append(flag)
 
-    trt = type("trt", (), {"BuilderFlag": type("F", (), {"VERSION_COMPATIBLE": "VC"}),
+    trt = type("trt", (), {"__version__": "10.3.0", "BuilderFlag": type("F", (), {"VERSION_COMPATIBLE": "VC"}),
                            "HardwareCompatibilityLevel": type("H", (), {"AMPERE_PLUS": "A+"})})
+    dynamic = tmp_path / "libtransnext_aa_plugin_dynamic.so"
     config = Config()
-    apply_compatibility(trt, config, both)
+    _set_compatibility(trt, config, True, "ampere_plus", dynamic)
     assert config.flags == ["VC"] and config.plugins_to_serialize == [str(dynamic)]
     assert config.hardware_compatibility_level == "A+"
     plain = Config()
-    apply_compatibility(trt, plain, compatibility_settings(False, False, device=turing, plugin_library=plugin))
+    _set_compatibility(trt, plain, False, "none", None)
     assert plain.flags == [] and plain.plugins_to_serialize is None and plain.hardware_compatibility_level is None
+    with pytest.raises(EngineError, match="TensorRT 10.3.0 does not offer hardware compatibility 'same_compute_capability'"):
+        _set_compatibility(trt, Config(), False, "same_compute_capability", None)
 
 
 def test_runner_refuses_a_missing_engine(tmp_path):
@@ -216,40 +205,6 @@ def test_engines_match_pytorch(tmp_path, plugin_library):
                 assert stats.max_abs <= FP16_REL_TOL * float(np.abs(ref).max()), f"fp16 batch {batch}: {stats}"
 
 
-@gpu
-def test_portable_engine_builds_and_runs(tmp_path, plugin_library):
-    """A version-compatible (and, from sm_80, hardware-compatible) fp32 engine: built with the plugin
-    serialised into it, recorded in its metadata, and as close to PyTorch as the plain engine."""
-    from helpers import perturbed_checkpoint
-
-    from transnext_deploy.export import ExportOptions, build_model, export
-
-    ckpt = perturbed_checkpoint(tmp_path / "micro.pth", "micro")
-    (result,) = export(ExportOptions("micro", resolutions=[(64, 64)], checkpoint=str(ckpt), output_dir=tmp_path / "a"))
-    hardware = torch.cuda.get_device_capability() >= (8, 0)
-    (path,) = build_engines_for_artifact(result.directory, ("fp32",), plugin_library=plugin_library,
-                                         timing_cache=tmp_path / "timing.cache", version_compatible=True,
-                                         hardware_compatibility=hardware)
-    meta = json.loads(path.with_name(path.name + ".json").read_text())
-    assert meta["version_compatible"] is True
-    assert meta["hardware_compatibility"] == ("ampere_plus" if hardware else None)
-    model, _ = build_model(ExportOptions("micro", checkpoint=str(ckpt)), (64, 64))
-    model.set_attention("plain")
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        ref = model(x).numpy()
-    runner = TensorRTRunner(path, plugin_library)
-    try:
-        out = runner(x.numpy())[0]
-    finally:
-        runner.close()
-    stats = error_stats(ref, out)
-    assert stats.max_abs <= FP32_REL_TOL * max(1.0, float(np.abs(ref).max())), str(stats)
-
-
-# ------------------------------------------------------------------------------------------ build-engine
-
-
 def _identity_artifact(directory):
     node = onnx.helper.make_node("Identity", ["images"], ["logits"])
     graph = onnx.helper.make_graph([node], "g", [onnx.helper.make_tensor_value_info("images", 1, [None, 3, 8, 8])],
@@ -320,17 +275,23 @@ def test_build_engine_passes_every_option_to_the_builder(tmp_path, monkeypatch):
 
     monkeypatch.setattr(engine_module, "build_engines_for_artifact", fake_build)
     plugin = tmp_path / "libtransnext_aa_plugin.so"
+    dynamic = tmp_path / "libtransnext_aa_plugin_dynamic.so"
+    refused = _cli(str(artifact), "--plugin", str(plugin), "--version-compatible")
+    assert refused.exit_code == 1 and "libtransnext_aa_plugin_dynamic.so" in refused.stderr and not calls
+    dynamic.write_bytes(b"")
     result = _cli(str(artifact), "--precision", "fp16", "--batch", "2", "4", "16", "--plugin", str(plugin),
-                  "--version-compatible", "--hardware-compatibility", "--json")
+                  "--version-compatible", "--hardware-compatibility", "ampere_plus", "--json")
     assert result.exit_code == 0, result.output
     ((directory, precisions, kwargs),) = calls
     assert directory == artifact and precisions == ("fp16",)
     assert kwargs["batch_profile"] == (2, 4, 16) and kwargs["plugin_library"] == plugin
-    assert kwargs["version_compatible"] is True and kwargs["hardware_compatibility"] is True
+    assert kwargs["version_compatible"] is True and kwargs["hardware_compatibility"] == "ampere_plus"
+    assert kwargs["serialize_plugin"] == dynamic
     summary = json.loads(result.stdout)
     assert [e["precision"] for e in summary["engines"]] == ["fp16"] and summary["engines"][0]["gpu"] == "Orin"
     assert "building the fp16 TensorRT engine" in result.stderr  # one plain progress line off a terminal
     calls.clear()
     assert _cli(str(artifact)).exit_code == 0
     assert calls[0][1] == ("fp32", "fp16") and calls[0][2]["batch_profile"] == (1, 8, 32)
-    assert calls[0][2]["version_compatible"] is False and calls[0][2]["hardware_compatibility"] is False
+    assert calls[0][2]["version_compatible"] is False and calls[0][2]["hardware_compatibility"] == "none"
+    assert calls[0][2]["serialize_plugin"] is None

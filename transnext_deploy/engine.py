@@ -17,13 +17,6 @@ precision, resolution, batch profile, sha256 of the source ONNX graph and of the
 An engine whose metadata still matches (same graph, plugin, TensorRT, GPU, precision, profile) is
 reused. Tactic timings go to a timing cache per TensorRT version and GPU, shared by every build.
 
-Two options make an engine portable, at some speed: `version_compatible` (TensorRT's
-VERSION_COMPATIBLE flag: the engine runs on later TensorRT versions; the plugin then travels inside
-the engine, so the builder serialises the `libtransnext_aa_plugin_dynamic.so` found next to the
-plugin library) and `hardware_compatibility` (hardware compatibility level AMPERE_PLUS: one engine
-for every GPU of compute capability 8.0 or later; TensorRT does not offer it on Jetson).
-`compatibility_settings()` decides both before TensorRT is touched, so a refusal is one line.
-
 fp32 engines are built with TF32 disabled: TF32 rounds matmul inputs to 10 mantissa bits, which
 alone is far past the tolerance the fp32 artifacts are held to.
 
@@ -75,6 +68,8 @@ PRECISIONS = ("fp32", "fp16")
 FP16_TOLERANCE = Tolerance(atol=0.2, rtol=1e-2)
 ENGINE_TOLERANCES = {"fp32": FP32_TOLERANCE, "fp16": FP16_TOLERANCE}
 DEFAULT_WORKSPACE_MIB = 4096
+# TensorRT's HardwareCompatibilityLevel names, lower case; "same_compute_capability" from TensorRT 10.13.
+HARDWARE_COMPATIBILITY = ("none", "ampere_plus", "same_compute_capability")
 METADATA_FORMAT = 1
 
 
@@ -285,51 +280,10 @@ class EngineBuild:
 
 def _metadata_key(meta: dict) -> dict:
     keys = ("format", "tensorrt_version", "precision", "tf32", "batch_profile", "source_onnx", "plugin_library",
-            "version_compatible", "hardware_compatibility")
+            "version_compatible", "hardware_compatibility", "serialized_plugin")
     key = {k: meta.get(k) for k in keys}
     key["gpu_sm"] = (meta.get("gpu") or {}).get("sm")
     return key
-
-
-@dataclass(frozen=True)
-class Compatibility:
-    """What a portable engine needs from the builder: the flags, and the plugin library serialised
-    into the engine (version-compatible engines cannot load a plugin from outside)."""
-
-    version_compatible: bool = False
-    hardware_compatibility: bool = False
-    plugins_to_serialize: tuple[Path, ...] = ()
-
-    def as_dict(self) -> dict:
-        return {"version_compatible": self.version_compatible,
-                "hardware_compatibility": "ampere_plus" if self.hardware_compatibility else None}
-
-
-def compatibility_settings(version_compatible: bool, hardware_compatibility: bool, *, device: CudaDevice | None,
-                           plugin_library: Path | None) -> Compatibility:
-    """Check the two portability options against this GPU and plugin; EngineError (one line) when
-    they cannot be honoured."""
-    serialize: tuple[Path, ...] = ()
-    if hardware_compatibility and device is not None and device.compute_capability < (8, 0):
-        raise EngineError(f"--hardware-compatibility needs a GPU of compute capability 8.0 or later "
-                          f"(TensorRT's AMPERE_PLUS level); {device.name} is sm_{device.sm}")
-    if version_compatible and plugin_library is not None:
-        dynamic = plugin_library.with_name("libtransnext_aa_plugin_dynamic.so")
-        if not dynamic.is_file():
-            raise EngineError(f"--version-compatible serialises the plugin into the engine and needs {dynamic.name} "
-                              f"next to {plugin_library} (`transnext-deploy build-plugin --target plugin` builds both)")
-        serialize = (dynamic,)
-    return Compatibility(version_compatible, hardware_compatibility, serialize)
-
-
-def apply_compatibility(trt, config, compatibility: Compatibility) -> None:
-    """Set the builder-config fields of `compatibility` (trt: the imported tensorrt module)."""
-    if compatibility.version_compatible:
-        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-        if compatibility.plugins_to_serialize:
-            config.plugins_to_serialize = [str(p) for p in compatibility.plugins_to_serialize]
-    if compatibility.hardware_compatibility:
-        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
 
 
 def build_engine(
@@ -344,12 +298,22 @@ def build_engine(
     rebuild: bool = False,
     verbose: bool = False,
     version_compatible: bool = False,
-    hardware_compatibility: bool = False,
+    hardware_compatibility: str = "none",
+    serialize_plugin: str | os.PathLike | None = None,
 ) -> EngineBuild:
     """Build (or reuse) one engine from an ONNX graph; writes the engine and `<engine>.json`.
-    `version_compatible` / `hardware_compatibility`: see the module docstring."""
+
+    `version_compatible`: the engine also runs on later TensorRT versions of the same major version
+    (it carries TensorRT's lean runtime: deserialize it with host code allowed). `serialize_plugin`:
+    a loadLibrary plugin library (libtransnext_aa_plugin_dynamic.so) stored inside such an engine.
+    `hardware_compatibility`: "none" (the GPU's compute capability), "ampere_plus" (any Ampere or
+    later GPU) or "same_compute_capability" (TensorRT >= 10.13). Each raises EngineError where this
+    TensorRT does not offer it."""
     if precision not in PRECISIONS:
         raise EngineError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if hardware_compatibility not in HARDWARE_COMPATIBILITY:
+        raise EngineError(f"hardware compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, "
+                          f"got {hardware_compatibility!r}")
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise EngineError(f"ONNX graph not found: {onnx_path}")
@@ -361,8 +325,6 @@ def build_engine(
     input_name, (h, w) = _onnx_input(onnx_path)
     devices, _ = cuda_devices()
     device = devices[0]
-    compatibility = compatibility_settings(version_compatible, hardware_compatibility, device=device,
-                                           plugin_library=library)
     engine_path = Path(engine_path) if engine_path is not None else engine_path_for(onnx_path, precision)
     meta_path = metadata_path_for(engine_path)
     metadata = {
@@ -376,7 +338,10 @@ def build_engine(
         "batch_profile": {"min": lo, "opt": opt, "max": hi},
         "source_onnx": {"file": onnx_path.name, "sha256": sha256sum(onnx_path)},
         "plugin_library": ({"path": str(library), "sha256": sha256sum(library)} if library else None),
-        **compatibility.as_dict(),
+        "version_compatible": version_compatible,
+        "hardware_compatibility": hardware_compatibility,
+        "serialized_plugin": ({"file": Path(serialize_plugin).name, "sha256": sha256sum(serialize_plugin)}
+                              if serialize_plugin else None),
     }
     if not rebuild and engine_path.is_file() and meta_path.is_file():
         try:
@@ -403,7 +368,7 @@ def build_engine(
     config.clear_flag(trt.BuilderFlag.TF32)
     if precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)  # layers TensorRT keeps in fp32 stay true fp32 (no TF32)
-    apply_compatibility(trt, config, compatibility)
+    _set_compatibility(trt, config, version_compatible, hardware_compatibility, serialize_plugin)
     profile = builder.create_optimization_profile()
     profile.set_shape(input_name, (lo, 3, h, w), (opt, 3, h, w), (hi, 3, h, w))
     config.add_optimization_profile(profile)
@@ -447,6 +412,23 @@ def build_engine(
     return EngineBuild(engine_path, metadata, False)
 
 
+def _set_compatibility(trt, config, version_compatible: bool, hardware_compatibility: str,
+                       serialize_plugin: str | os.PathLike | None) -> None:
+    """Version and hardware compatibility where this TensorRT offers them, else EngineError."""
+    if version_compatible:
+        if not hasattr(trt.BuilderFlag, "VERSION_COMPATIBLE"):
+            raise EngineError(f"TensorRT {trt.__version__} cannot build version-compatible engines")
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+        if serialize_plugin is not None:
+            config.plugins_to_serialize = [str(serialize_plugin)]
+    if hardware_compatibility != "none":
+        level = getattr(getattr(trt, "HardwareCompatibilityLevel", None), hardware_compatibility.upper(), None)
+        if level is None:
+            raise EngineError(f"TensorRT {trt.__version__} does not offer hardware compatibility "
+                              f"{hardware_compatibility!r}")
+        config.hardware_compatibility_level = level
+
+
 def build_engines_for_artifact(
     artifact_dir: str | os.PathLike,
     precisions: Sequence[str] = PRECISIONS,
@@ -458,12 +440,12 @@ def build_engines_for_artifact(
     rebuild: bool = False,
     progress: Callable[[str], None] | None = None,
     version_compatible: bool = False,
-    hardware_compatibility: bool = False,
+    hardware_compatibility: str = "none",
+    serialize_plugin: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Build one engine per precision next to the artifact's ONNX graph (default: the custom-op
     graph, which needs the plugin); returns the engine paths. Raises TensorRTUnavailable with the
-    missing pieces when TensorRT, a GPU or the plugin library is absent, EngineError otherwise.
-    `version_compatible` / `hardware_compatibility` go to every build_engine call."""
+    missing pieces when TensorRT, a GPU or the plugin library is absent, EngineError otherwise."""
     directory = Path(artifact_dir)
     onnx_path = directory / source
     if not onnx_path.is_file():
@@ -478,7 +460,7 @@ def build_engines_for_artifact(
             progress(engine_step(precision, source))
         result = build_engine(onnx_path, precision, batch_profile=batch_profile, plugin_library=plugin_library,
                               timing_cache=timing_cache, rebuild=rebuild, version_compatible=version_compatible,
-                              hardware_compatibility=hardware_compatibility)
+                              hardware_compatibility=hardware_compatibility, serialize_plugin=serialize_plugin)
         paths.append(result.path)
     return paths
 
@@ -512,18 +494,16 @@ def read_engine_metadata(engine_path: str | os.PathLike) -> dict:
 
 __all__ = [
     "ENGINE_TOLERANCES",
-    "Compatibility",
     "FP16_TOLERANCE",
+    "HARDWARE_COMPATIBILITY",
     "PRECISIONS",
     "EngineBuild",
     "EngineError",
     "EnginePlan",
     "TensorRTStatus",
     "TensorRTUnavailable",
-    "apply_compatibility",
     "build_engine",
     "build_engines_for_artifact",
-    "compatibility_settings",
     "engine_path_for",
     "load_plugin",
     "plan_engines",

@@ -24,7 +24,10 @@ class TensorRTRunner:
     what the benchmark times, no host copies) or numpy arrays (`__call__`). Without torch CUDA:
     polygraphy's TrtRunner, numpy in and out."""
 
-    def __init__(self, engine_path: str | os.PathLike, plugin_library: str | os.PathLike | None = None):
+    def __init__(self, engine_path: str | os.PathLike, plugin_library: str | os.PathLike | None = None,
+                 host_code_allowed: bool = False):
+        """`host_code_allowed`: let TensorRT deserialize an engine that carries host code, as a
+        version-compatible engine does (its lean runtime, plugin libraries serialized into it)."""
         self.path = Path(engine_path)
         if not self.path.is_file():
             raise EngineError(f"engine not found: {self.path}")
@@ -53,18 +56,17 @@ class TensorRTRunner:
         except ImportError:
             pass
         data = self.path.read_bytes()
+        runtime = trt.Runtime(trt_logger())
+        runtime.engine_host_code_allowed = host_code_allowed
         if self._torch is None:
             from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
-            self._poly = TrtRunner(EngineFromBytes(data))
+            self._poly = TrtRunner(EngineFromBytes(data, runtime=runtime))
             self._poly.activate()
             self.engine = self._poly.engine
             self.context = self._poly.context
         else:
-            runtime = trt.Runtime(trt_logger())
-            if self.metadata.get("version_compatible"):
-                # the plugin travels inside a version-compatible engine: TensorRT runs that code only when allowed
-                runtime.engine_host_code_allowed = True
+            self._runtime = runtime  # outlives the engine it deserialized
             self.engine = runtime.deserialize_cuda_engine(data)
             if self.engine is None:
                 raise EngineError(f"cannot deserialize {self.path.name}: built by another TensorRT version or GPU? "

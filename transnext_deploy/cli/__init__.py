@@ -8,10 +8,10 @@ the traceback instead. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-from . import about, bench, engine, export, plugin, weights
+from . import about, bench, engine, export, package, plugin, predict, serve, weights
 from .app import DEBUG_ENV, UserError, app, console, one_line_errors
 
-for _group in (about, weights, plugin, bench, export, engine):
+for _group in (about, weights, plugin, bench, export, engine, package, predict, serve):
     _group.register(app)
 
 __all__ = ["DEBUG_ENV", "UserError", "app", "console", "one_line_errors"]

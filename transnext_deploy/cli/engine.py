@@ -30,10 +30,10 @@ def build_engine_command(
         False, "--version-compatible",
         help="Build engines that later TensorRT versions can run (TensorRT's version-compatible mode); the plugin "
              "is serialised into the engine, so libtransnext_aa_plugin_dynamic.so must sit next to the plugin."),
-    hardware_compatibility: bool = typer.Option(
-        False, "--hardware-compatibility",
-        help="Build engines that run on every GPU of compute capability 8.0 or later (TensorRT's AMPERE_PLUS "
-             "level); needs such a GPU to build, not available on Jetson."),
+    hardware_compatibility: str = typer.Option(
+        "none", "--hardware-compatibility", metavar="LEVEL",
+        help="none (engines for this GPU's compute capability), ampere_plus (every GPU of compute capability "
+             "8.0 or later; not on Jetson) or same_compute_capability (TensorRT >= 10.13). Wider reach, slower engines."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Build even where a matching engine already exists."),
     json_output: bool = typer.Option(False, "--json", help="Print {artifact, engines: [{path, precision, ...}]} "
                                                            "as JSON on stdout."),
@@ -46,7 +46,14 @@ def build_engine_command(
     Needs the tensorrt Python package, a CUDA GPU and the plugin library; without them it exits 1
     with one line naming each missing piece.
     """
-    from ..engine import PRECISIONS, build_engines_for_artifact, check_batch_profile, read_engine_metadata
+    from ..engine import (
+        HARDWARE_COMPATIBILITY,
+        PRECISIONS,
+        build_engines_for_artifact,
+        check_batch_profile,
+        read_engine_metadata,
+    )
+    from ..plugin_build import find_plugin_library
 
     precisions = tuple(dict.fromkeys(p.lower() for p in split_values(precision))) or PRECISIONS
     unknown = [p for p in precisions if p not in PRECISIONS]
@@ -56,13 +63,23 @@ def build_engine_command(
     if not 1 <= lo <= opt <= hi:
         raise UserError(f"--batch MIN OPT MAX must satisfy 1 <= MIN <= OPT <= MAX, got {lo} {opt} {hi}")
     profile = check_batch_profile((lo, opt, hi))
+    if hardware_compatibility not in HARDWARE_COMPATIBILITY:
+        raise UserError(f"--hardware-compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, "
+                        f"got {hardware_compatibility!r}")
+    serialize_plugin = None
+    if version_compatible:  # the engine carries the loadLibrary variant of the plugin
+        serialize_plugin = (plugin.with_name("libtransnext_aa_plugin_dynamic.so") if plugin is not None
+                            else find_plugin_library(dynamic=True))
+        if serialize_plugin is None or not serialize_plugin.is_file():
+            raise UserError("--version-compatible serialises libtransnext_aa_plugin_dynamic.so into the engine: "
+                            "build it with `transnext-deploy build-plugin --target plugin` (or place it next to --plugin)")
     if not (artifact_dir / ENGINE_SOURCE).is_file():
         raise UserError(f"{artifact_dir} is not an export artifact directory: {ENGINE_SOURCE} not found there")
     with StepProgress(f"engines of {artifact_dir.name}", len(precisions)) as progress:
         paths = build_engines_for_artifact(
             artifact_dir, precisions, batch_profile=profile, plugin_library=plugin, rebuild=rebuild,
             progress=lambda step: progress.update(step, advance=1), version_compatible=version_compatible,
-            hardware_compatibility=hardware_compatibility)
+            hardware_compatibility=hardware_compatibility, serialize_plugin=serialize_plugin)
     engines = []
     for path in paths:
         meta = read_engine_metadata(path)

@@ -1,0 +1,207 @@
+"""A Triton model repository for a production Triton Inference Server, written from a bundle.
+
+    <out>/transnext_tensor/config.pbtxt      inputs, outputs, max batch, dynamic batching
+    <out>/transnext_tensor/1/model.plan      the bundle's TensorRT engine, when it has one
+    <out>/transnext_tensor/1/model.onnx      else the standard ONNX graph, for the onnxruntime backend
+    <out>/transnext_tensor/labels.txt        class names (classification), Triton's classification extension
+    <out>/plugins/libtransnext_aa_plugin.so  the TensorRT plugin library the engine needs (engines only)
+    <out>/README.md                          how to start tritonserver on it (plugin preloading included)
+
+The model takes what `serve`'s `transnext_tensor` takes, under the same names: preprocessed float32
+images `images` [-1, 3, H, W] (the bundle's preprocessing) -> `logits` [-1, C] (or the backbone's
+feature maps), so a client of one works with the other.
+
+Why the standard graph for onnxruntime and not the custom-op graph: the standard graph runs on any
+onnxruntime build a Triton release ships, on CPU and GPU instances alike, with nothing loaded into
+the server. The custom-op graph would need the package's host library loaded into Triton's own
+onnxruntime (`model_operations`), built against that onnxruntime's C API rather than the one this
+package was built with, and it has a CPU kernel only, so a GPU instance would copy every block's
+tensors to the host and back.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InvalidArgumentError, TransNeXtDeployError
+
+MODEL_NAME = "transnext_tensor"
+ENGINE_PREFERENCE = ("fp16", "fp32")  # as runtime.load picks: fp16 engines are validated and faster
+PLUGINS_DIR = "plugins"
+
+
+class RepositoryError(TransNeXtDeployError):
+    """The bundle cannot be turned into a Triton model repository as asked."""
+
+
+@dataclass(frozen=True)
+class RepositoryResult:
+    path: str
+    platform: str  # "tensorrt_plan" | "onnxruntime_onnx"
+    model_file: str  # the bundle file that became the model
+    max_batch: int
+    notes: list[str]
+
+
+def _dims(shape: list) -> list[int]:
+    """A manifest shape without its batch entry; named (dynamic) sizes become -1."""
+    return [d if isinstance(d, int) else -1 for d in shape[1:]]
+
+
+def _tensor(name: str, dims: list[int], label_file: str | None = None) -> str:
+    label = f' label_filename: "{label_file}"' if label_file else ""
+    return f'  {{ name: "{name}" data_type: TYPE_FP32 dims: [ {", ".join(map(str, dims))} ]{label} }}'
+
+
+def _pick_engine(model: dict, precision: str | None) -> dict | None:
+    engines = {engine["precision"]: engine for engine in model.get("engines") or []}
+    if precision is not None:
+        if precision not in engines:
+            have = ", ".join(engines) or "none"
+            raise RepositoryError(f"the bundle has no {precision} engine for {model['name']} (engines: {have})")
+        return engines[precision]
+    return next((engines[p] for p in ENGINE_PREFERENCE if p in engines), next(iter(engines.values()), None))
+
+
+def model_config(model: dict, *, platform: str, max_batch: int, labels: bool) -> str:
+    """config.pbtxt of the repository's one model (Triton's ModelConfig in protobuf text format)."""
+    inputs = [_tensor(model["input"]["name"], _dims(model["input"]["shape"]))]
+    outputs = [_tensor(name, _dims(shape), "labels.txt" if labels and name == "logits" else None)
+               for name, shape in model["outputs"].items()]
+    instances = "instance_group [ { kind: KIND_GPU count: 1 } ]\n" if platform == "tensorrt_plan" else ""
+    return (f'name: "{MODEL_NAME}"\nplatform: "{platform}"\nmax_batch_size: {max_batch}\n'
+            f"input [\n{','.join(inputs)}\n]\noutput [\n" + ",\n".join(outputs) + "\n]\n"
+            f"dynamic_batching {{ }}\n{instances}")
+
+
+def _readme(platform: str, model: dict, engine: dict | None, plugin: str | None) -> str:
+    h, w = model["resolution"]
+    pre = model.get("preprocessing", {})
+    lines = [
+        "# Triton model repository written by `transnext-deploy package --triton`",
+        "",
+        f"Model `{MODEL_NAME}` ({platform}): input `{model['input']['name']}` float32 [batch, 3, {h}, {w}], "
+        f"preprocessed as the bundle's manifest says ({pre.get('description', 'see manifest.json')}); outputs "
+        + ", ".join(f"`{name}`" for name in model["outputs"]) + ".",
+        "",
+    ]
+    if engine is not None:
+        lines += [
+            f"The engine was built with TensorRT {engine.get('tensorrt_version')} on {engine.get('gpu')} "
+            f"(sm {engine.get('sm')}): serve it with a Triton release whose TensorRT is that version"
+            + (" or newer (it is version-compatible; start Triton with "
+               "`--backend-config=tensorrt,version-compatible=true`)" if engine.get("version_compatible") else "")
+            + ", on that GPU model.",
+            "",
+            "The engine's aggregated-attention layers are the plugin's, so the TensorRT backend must have the "
+            "plugin library loaded before it deserializes the plan. Either preload it:",
+            "",
+            "```sh",
+            f"LD_PRELOAD=$PWD/{plugin} tritonserver --model-repository=$PWD",
+            "```",
+            "",
+            "or let the TensorRT backend load it (Triton 23.07 and later; several libraries separated by `;`):",
+            "",
+            "```sh",
+            f'tritonserver --model-repository=$PWD --backend-config=tensorrt,plugins="$PWD/{plugin}"',
+            "```",
+        ]
+    else:
+        lines += [
+            "The graph is the standard-ops ONNX graph: Triton's onnxruntime backend runs it on CPU or GPU "
+            "instances with nothing else to load.",
+            "",
+            "```sh",
+            "tritonserver --model-repository=$PWD",
+            "```",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def check_repository_target(out_dir: str | os.PathLike, max_batch: int) -> Path:
+    """The checks write_model_repository makes before reading the bundle (the CLI makes them before packaging)."""
+    if max_batch < 1:
+        raise InvalidArgumentError(f"the Triton max batch must be at least 1, got {max_batch}")
+    out = Path(out_dir).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RepositoryError(f"{out} exists and is not an empty directory: the Triton repository needs a "
+                              "directory of its own")
+    return out
+
+
+def write_model_repository(bundle_dir: str | os.PathLike, out_dir: str | os.PathLike, max_batch: int = 16, *,
+                           resolution: tuple[int, int] | None = None, precision: str | None = None,
+                           prefer_engine: bool = True) -> RepositoryResult:
+    """Write a Triton model repository for `bundle_dir` (a bundle directory or .tar.gz) into `out_dir`.
+
+    The TensorRT plan (`platform: "tensorrt_plan"`, fp16 first, `precision` to choose) when the
+    bundle has engines for the model and `prefer_engine`; else the standard ONNX graph
+    (`platform: "onnxruntime_onnx"`). `resolution` picks one model of a multi-resolution bundle
+    (default: the first). `out_dir` must not exist or be empty; it is written whole or not at all.
+    """
+    from .bundle import open_bundle
+
+    out = check_repository_target(out_dir, max_batch)
+    opened = open_bundle(bundle_dir)
+    try:
+        manifest = opened.manifest
+        models = manifest["models"]
+        model = models[0] if resolution is None else next(
+            (m for m in models if tuple(m["resolution"]) == tuple(resolution)), None)
+        if model is None:
+            raise RepositoryError(f"the bundle has no {resolution[0]}x{resolution[1]} model "
+                                  f"(it has {', '.join(m['name'] for m in models)})")
+        engine = _pick_engine(model, precision) if prefer_engine or precision else None
+        notes: list[str] = []
+        if engine is not None:
+            platform, source, target = "tensorrt_plan", engine["file"], "model.plan"
+            profile_max = int(engine["batch_profile"]["max"])
+            if max_batch > profile_max:
+                raise RepositoryError(f"max batch {max_batch} is more than the engine's optimisation profile "
+                                      f"allows ({profile_max}); rebuild the engines or lower it")
+            plugin = engine["plugin_library"]["file"]
+        else:
+            platform, source, target, plugin = "onnxruntime_onnx", model["graphs"]["model.onnx"], "model.onnx", None
+            if model.get("engines"):
+                notes.append("the bundle has TensorRT engines; the repository uses the ONNX graph as asked")
+            else:
+                notes.append("the bundle has no TensorRT engine for this model: the repository serves the "
+                             "standard ONNX graph with Triton's onnxruntime backend")
+        labels = manifest.get("labels")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            version = work / MODEL_NAME / "1"
+            version.mkdir(parents=True)
+            shutil.copy2(opened.path(source), version / target)
+            if labels:
+                shutil.copy2(opened.path(labels["file"]), work / MODEL_NAME / "labels.txt")
+            plugin_in_repo = None
+            if plugin is not None:
+                (work / PLUGINS_DIR).mkdir()
+                plugin_in_repo = f"{PLUGINS_DIR}/{Path(plugin).name}"
+                shutil.copy2(opened.path(plugin), work / plugin_in_repo)
+            (work / MODEL_NAME / "config.pbtxt").write_text(
+                model_config(model, platform=platform, max_batch=max_batch, labels=bool(labels)))
+            (work / "README.md").write_text(_readme(platform, model, engine, plugin_in_repo))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(work, 0o777 & ~umask)  # mkdtemp's privacy is for the staging only
+            if out.exists():
+                out.rmdir()
+            os.replace(work, out)
+        except OSError as exc:
+            raise RepositoryError(f"cannot write the Triton repository {out}: {exc.strerror or exc}") from None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    finally:
+        opened.close()
+    return RepositoryResult(str(out), platform, source, max_batch, notes)
+
+
+__all__ = ["MODEL_NAME", "RepositoryError", "RepositoryResult", "check_repository_target", "model_config",
+           "write_model_repository"]
