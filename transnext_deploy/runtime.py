@@ -82,7 +82,8 @@ def engine_problem(engine: dict, tensorrt_version: str, compute_capability: tupl
     level = engine.get("hardware_compatibility") or "none"
     if level == "ampere_plus":
         if major < 8:
-            return f"the engine needs an Ampere or later GPU (hardware compatibility ampere_plus), this is sm_{major}{minor}"
+            return (f"the engine needs an Ampere or later GPU (hardware compatibility ampere_plus), "
+                    f"this is sm_{major}{minor}")
     elif cc != f"{major}.{minor}":
         return f"built for compute capability {cc}, this GPU is {major}.{minor} (hardware compatibility {level})"
     library = engine.get("plugin_library")
@@ -130,7 +131,7 @@ def _tensorrt(opened: OpenBundle, model: dict) -> tuple[_Runner, list[str]]:
     status = tensorrt_status(need_plugin=False)  # what this machine lacks, said even when the bundle has no engine
     problems = [] if status.available else [status.reason]
     if not engines:
-        problems.append(f"the bundle has no TensorRT engine for {model['name']} (packaged where none could be built)")
+        problems.append(f"the bundle has no TensorRT engine for {model['name']}")
     if problems:
         raise BackendUnavailable("; ".join(problems))
     import tensorrt as trt
@@ -145,13 +146,18 @@ def _tensorrt(opened: OpenBundle, model: dict) -> tuple[_Runner, list[str]]:
             problems.append(f"{engine['file']}: {problem}")
             continue
         from .backends.trt import TensorRTRunner
+        from .engine import EngineError
 
         library = (engine.get("plugin_library") or {}).get("sha256")
-        runner = TensorRTRunner(opened.path(engine["file"]), libraries.get(library),
-                                host_code_allowed=bool(engine.get("version_compatible")))
+        try:
+            runner = TensorRTRunner(opened.path(engine["file"]), libraries.get(library),
+                                    host_code_allowed=bool(engine.get("version_compatible")))
+        except EngineError as exc:  # the facts matched but TensorRT refused it: the next engine, or backend
+            problems.append(f"{engine['file']}: {exc}")
+            continue
         notes = [f"{engine['file']} ({engine['precision']}, TensorRT {engine['tensorrt_version']}, "
                  f"built on sm_{engine.get('sm')}) on {device}"]
-        return _Runner(lambda x: runner(x)[0], runner.close, int(engine["batch_profile"]["max"])), notes
+        return _Runner(lambda x, run=runner: run(x)[0], runner.close, int(engine["batch_profile"]["max"])), notes
     raise BackendUnavailable("; ".join(problems))
 
 
