@@ -34,6 +34,7 @@ from transnext_deploy.backends.trt import TensorRTRunner
 from transnext_deploy.engine import (
     EngineError,
     TensorRTUnavailable,
+    build_engine,
     build_engines_for_artifact,
     resolve_plugin_library,
     tensorrt_status,
@@ -295,3 +296,42 @@ def test_build_engine_passes_every_option_to_the_builder(tmp_path, monkeypatch):
     assert calls[0][1] == ("fp32", "fp16") and calls[0][2]["batch_profile"] == (1, 8, 32)
     assert calls[0][2]["version_compatible"] is False and calls[0][2]["hardware_compatibility"] == "none"
     assert calls[0][2]["serialize_plugin"] is None
+
+
+
+def test_builder_refuses_an_unknown_hardware_compatibility_first(tmp_path):
+    (tmp_path / "model.aa_plugin.onnx").write_bytes(b"")
+    with pytest.raises(EngineError, match="hardware compatibility must be one of none, ampere_plus"):
+        build_engine(tmp_path / "model.aa_plugin.onnx", hardware_compatibility="everything")
+
+
+@gpu
+def test_compatible_engines_record_their_flags_and_run(tmp_path, plugin_library):
+    """--version-compatible and --hardware-compatibility ampere_plus as `package` passes them: the
+    metadata says so, and the engine deserialises (host code allowed) and matches PyTorch in fp32."""
+    from helpers import perturbed_checkpoint
+
+    from transnext_deploy.export import ExportOptions, build_model, export
+
+    major, _ = torch.cuda.get_device_capability()
+    if major < 8:
+        pytest.skip("hardware compatibility ampere_plus needs an Ampere or later GPU")
+    ckpt = perturbed_checkpoint(tmp_path / "micro.pth", "micro")
+    (result,) = export(ExportOptions("micro", resolutions=[(64, 64)], checkpoint=str(ckpt), output_dir=tmp_path / "a"))
+    dynamic = os.path.join(os.path.dirname(plugin_library), "libtransnext_aa_plugin_dynamic.so")
+    (path,) = build_engines_for_artifact(result.directory, ("fp32",), plugin_library=plugin_library,
+                                         version_compatible=True, hardware_compatibility="ampere_plus",
+                                         serialize_plugin=dynamic if os.path.isfile(dynamic) else None)
+    meta = json.loads(path.with_name(path.name + ".json").read_text())
+    assert meta["version_compatible"] is True and meta["hardware_compatibility"] == "ampere_plus"
+    model, _ = build_model(ExportOptions("micro", checkpoint=str(ckpt)), (64, 64))
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref = model(x).numpy()
+    runner = TensorRTRunner(path, plugin_library, host_code_allowed=True)
+    try:
+        out = runner(x.numpy())[0]
+    finally:
+        runner.close()
+    stats = error_stats(ref, out)
+    assert stats.max_abs <= FP32_REL_TOL * max(1.0, float(np.abs(ref).max())), str(stats)

@@ -59,6 +59,7 @@ import numpy as np
 
 from .artifacts import PLUGIN_FILE, STANDARD_FILE, export_steps
 from .backends.base import Backend, NoProbe
+from .backends.pytorch import TorchBackend
 from .bench_artifacts import (
     bench_input,
     default_work_dir,
@@ -433,8 +434,7 @@ def run_bench(options: BenchOptions, progress: Progress | None = None) -> BenchR
             for batch in plan.batches:
                 step(f"{label} b{batch}: PyTorch reference (plain, fp32, CPU)")
                 x = bench_input(resolution, batch, options.seed)
-                with torch.inference_mode():
-                    reference = plain(torch.from_numpy(x)).numpy()
+                reference = TorchBackend(plain)(x)[0]  # on the CPU, in float32, whatever --device says
                 cases[batch] = (x, reference)
                 if resolution in artifacts:
                     sub = work_dir / "polygraphy" / f"{artifacts[resolution].name}_b{batch}"
@@ -501,8 +501,6 @@ def _device_label(device: str, threads: int) -> str:
 
 def _load_backend(name: str, plain, fast, artifact: Path | None, plan: _Plan, options: BenchOptions) -> Backend:
     if name.startswith("torch-"):
-        from .backends.pytorch import TorchBackend
-
         if name == "torch-plain":
             return TorchBackend(plain, plan.device)
         if name == "torch-fast":

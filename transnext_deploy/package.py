@@ -130,11 +130,26 @@ def _engine_plan(options: PackageOptions) -> tuple[tuple[str, ...], str | None]:
     if not wanted:
         return (), "no engines asked for (--engines none)"
     status = tensorrt_status(need_plugin=False)
-    if not status.available:
+    reason = None if status.available else status.reason
+    if reason is None and _existing_plugin(options) is None:
+        from .plugin_build import missing_for
+
+        missing = missing_for("plugin")
+        if missing:
+            reason = "the TensorRT plugin library is neither built nor buildable here: " + "; ".join(missing)
+    if reason is not None:
         if options.engines is not None:
-            raise PackageError(f"cannot build the {', '.join(wanted)} engines asked for: {status.reason}")
-        return (), f"TensorRT engines skipped: {status.reason}; build them on the target GPU (README, Package)"
+            raise PackageError(f"cannot build the {', '.join(wanted)} engines asked for: {reason}")
+        return (), f"TensorRT engines skipped: {reason}; build them on the target GPU (README, Package)"
     return wanted, None
+
+
+def _existing_plugin(options: PackageOptions) -> Path | None:
+    """The plugin library already built here (build directory or $TRANSNEXT_AA_PLUGIN), unless
+    --cuda-arch asks for a build for given architectures."""
+    from .engine import resolve_plugin_library
+
+    return None if options.cuda_archs else resolve_plugin_library()[0]
 
 
 def _copy_sources(root: Path) -> None:
@@ -163,9 +178,17 @@ def _host_library(root: Path) -> tuple[dict | None, str | None]:
 
 
 def _plugin_libraries(root: Path, options: PackageOptions, work: Path) -> dict[str, dict]:
-    """Build the TensorRT plugin (static and loadLibrary variants) for the engines; raises when it fails."""
+    """The TensorRT plugin (static and loadLibrary variants) for the engines: the one built here, or
+    built now (for --cuda-arch, default the CMake list); raises when the build fails."""
     from .plugin_build import build_plugin, normalize_cuda_archs
 
+    existing = _existing_plugin(options)
+    if existing is not None:
+        libraries = {"plugin": _library_entry(existing, root)}
+        dynamic = existing.with_name(existing.name.replace(".so", "_dynamic.so"))
+        if dynamic.is_file():
+            libraries["plugin_dynamic"] = _library_entry(dynamic, root)
+        return libraries
     try:
         result = build_plugin(targets=("plugin",), cuda_archs=normalize_cuda_archs(options.cuda_archs),
                               build_dir=work / "plugin-build")
@@ -260,7 +283,7 @@ def package(options: PackageOptions, progress: Callable[[str], None] = lambda st
                 "commands": export_manifest["commands"],
                 "engines": engines,
             })
-            notes += [n for n in result.notes if not n.startswith("TensorRT engines skipped")]
+            notes += result.notes
         first = export_manifests[0]
         labels = None
         if classify:

@@ -20,7 +20,7 @@ probabilities, in input order.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,8 +34,7 @@ DEVICES = ("auto", "tensorrt", "cuda", "cpu")
 BACKENDS = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")  # best first
 _DEVICE_BACKENDS = {"auto": BACKENDS, "tensorrt": BACKENDS[:1], "cuda": BACKENDS[1:2], "cpu": BACKENDS[2:]}
 ENGINE_PREFERENCE = ("fp16", "fp32")  # fp16 engines are held to ENGINE_TOLERANCES and run faster
-PLUGIN_LIBRARY = "libtransnext_aa_plugin.so"
-PLUGIN_LIBRARY_DYNAMIC = "libtransnext_aa_plugin_dynamic.so"
+PLUGIN_LIBRARY = "libtransnext_aa_plugin.so"  # the engines' plugin (registers itself when loaded)
 DEFAULT_CHUNK = 32  # largest batch handed to a backend at once (the engines' default max batch)
 
 
@@ -83,7 +82,8 @@ def engine_problem(engine: dict, tensorrt_version: str, compute_capability: tupl
     level = engine.get("hardware_compatibility") or "none"
     if level == "ampere_plus":
         if major < 8:
-            return f"the engine needs an Ampere or later GPU (hardware compatibility ampere_plus), this is sm_{major}{minor}"
+            return (f"the engine needs an Ampere or later GPU (hardware compatibility ampere_plus), "
+                    f"this is sm_{major}{minor}")
     elif cc != f"{major}.{minor}":
         return f"built for compute capability {cc}, this GPU is {major}.{minor} (hardware compatibility {level})"
     library = engine.get("plugin_library")
@@ -93,15 +93,14 @@ def engine_problem(engine: dict, tensorrt_version: str, compute_capability: tupl
     return None
 
 
-def _plugin_libraries(opened: OpenBundle, dynamic: bool) -> dict[str, str]:
+def _plugin_libraries(opened: OpenBundle) -> dict[str, str]:
     """{sha256: path} of the plugin libraries within reach: the bundle's, $TRANSNEXT_AA_PLUGIN, the build directory."""
     from .plugin_build import find_plugin_library
 
-    name = PLUGIN_LIBRARY_DYNAMIC if dynamic else PLUGIN_LIBRARY
-    candidates = [opened.root / LIB_DIR / name]
-    if not dynamic and os.environ.get(PLUGIN_ENV):
+    candidates = [opened.root / LIB_DIR / PLUGIN_LIBRARY]
+    if os.environ.get(PLUGIN_ENV):
         candidates.append(os.path.expanduser(os.environ[PLUGIN_ENV]))
-    found = find_plugin_library(dynamic=dynamic)
+    found = find_plugin_library()
     if found is not None:
         candidates.append(found)
     libraries = {}
@@ -114,13 +113,14 @@ def _plugin_libraries(opened: OpenBundle, dynamic: bool) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------ backends
 
 
+@dataclass
 class _Runner:
-    """What a Predictor calls: numpy (B, 3, H, W) float32 in, the first output (B, C) float32 out."""
+    """What a Predictor calls: `run` takes numpy (B, 3, H, W) float32 with B <= max_batch and
+    returns the first output, (B, C) float32; `close` releases the backend."""
 
-    max_batch = DEFAULT_CHUNK
-
-    def __init__(self, run, close=lambda: None, max_batch: int = DEFAULT_CHUNK):
-        self.run, self.close, self.max_batch = run, close, max_batch
+    run: Callable[[np.ndarray], np.ndarray]
+    close: Callable[[], None]
+    max_batch: int = DEFAULT_CHUNK
 
 
 def _tensorrt(opened: OpenBundle, model: dict) -> tuple[_Runner, list[str]]:
@@ -131,28 +131,33 @@ def _tensorrt(opened: OpenBundle, model: dict) -> tuple[_Runner, list[str]]:
     status = tensorrt_status(need_plugin=False)  # what this machine lacks, said even when the bundle has no engine
     problems = [] if status.available else [status.reason]
     if not engines:
-        problems.append(f"the bundle has no TensorRT engine for {model['name']} (packaged where none could be built)")
+        problems.append(f"the bundle has no TensorRT engine for {model['name']}")
     if problems:
         raise BackendUnavailable("; ".join(problems))
     import tensorrt as trt
 
     device = cuda_devices()[0][0]
+    libraries = _plugin_libraries(opened)
     problems = []
     for engine in sorted(engines, key=lambda e: ENGINE_PREFERENCE.index(e["precision"])
                          if e.get("precision") in ENGINE_PREFERENCE else len(ENGINE_PREFERENCE)):
-        libraries = _plugin_libraries(opened, dynamic=False)
         problem = engine_problem(engine, trt.__version__, device.compute_capability, libraries)
         if problem:
             problems.append(f"{engine['file']}: {problem}")
             continue
         from .backends.trt import TensorRTRunner
+        from .engine import EngineError
 
         library = (engine.get("plugin_library") or {}).get("sha256")
-        runner = TensorRTRunner(opened.path(engine["file"]), libraries.get(library),
-                                host_code_allowed=bool(engine.get("version_compatible")))
+        try:
+            runner = TensorRTRunner(opened.path(engine["file"]), libraries.get(library),
+                                    host_code_allowed=bool(engine.get("version_compatible")))
+        except EngineError as exc:  # the facts matched but TensorRT refused it: the next engine, or backend
+            problems.append(f"{engine['file']}: {exc}")
+            continue
         notes = [f"{engine['file']} ({engine['precision']}, TensorRT {engine['tensorrt_version']}, "
                  f"built on sm_{engine.get('sm')}) on {device}"]
-        return _Runner(lambda x: runner(x)[0], runner.close, int(engine["batch_profile"]["max"])), notes
+        return _Runner(lambda x, run=runner: run(x)[0], runner.close, int(engine["batch_profile"]["max"])), notes
     raise BackendUnavailable("; ".join(problems))
 
 
