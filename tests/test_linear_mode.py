@@ -129,6 +129,30 @@ def test_plain_fast_and_fused_agree_on_non_square_inputs(size, n):
                 assert_close(p, o, f"{implementation} stage {i + 1} at {size}, N={n}")
 
 
+def test_interpolated_bias_resizes_only_the_queries():
+    """No published counterpart: the MLP runs on the trained query grid against the N x N keys, and
+    the bias is resized over the queries only; at the trained size it is extrapolation."""
+    torch.manual_seed(0)
+    inter = create_model("micro", img_size=(64, 96), backbone=True, position_bias="interpolate",
+                         fixed_pool_size=3).eval()
+    perturb_(inter, scale=0.5)
+    extra = create_model("micro", img_size=(64, 96), backbone=True, fixed_pool_size=3).eval()
+    extra.load_state_dict(inter.state_dict())
+    geo = inter.geometry(96, 128)[1]  # stage 2: 12x16 grid; trained 8x12
+    assert (geo.grid, geo.pool_grid, geo.bias_query_grid, geo.bias_key_grid) == ((12, 16), (3, 3), (8, 12), (3, 3))
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        for a, b in zip(inter(x), extra(x)):
+            assert torch.equal(a, b)
+        x = torch.randn(1, 3, 96, 128)
+        fast = inter(x)
+        plain = inter.set_attention("plain")(x)
+        other = extra(x)
+    for i, (f, p, o) in enumerate(zip(fast, plain, other)):
+        assert_close(p, f, f"interpolate, stage {i + 1}")
+    assert max((f - o).abs().max() for f, o in zip(fast, other)) > 1e-3  # the trained grid matters off it
+
+
 @pytest.mark.parametrize("name,size,n", [("micro", (48, 80), 2), ("micro_AAAA", (96, 72), 2)])
 def test_meta_and_every_dtype(name, size, n):
     """Built on meta and moved through the dtypes (the constants follow); float32, float16 and bfloat16

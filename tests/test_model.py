@@ -343,6 +343,23 @@ def test_extrapolated_bias_equals_direct_evaluation_at_new_resolution():
             assert_close(direct, _compute_position_bias(attn, geo, plain), tol=1e-6, what=f"plain={plain}")
 
 
+def test_position_bias_mlp_in_chunks_equals_one_call(monkeypatch):
+    """A large coordinate table runs through the CPB MLP in chunks (eager only): same bias."""
+    model = create_model("micro", img_size=(64, 96), backbone=True).eval()
+    perturb_(model)
+    attn, geo = model.block1[0].attn, model.geometry(64, 96)[0]
+    from transnext_deploy.models.transnext import _compute_position_bias
+
+    assert geo.factorized.table.shape[0] > 100
+    with torch.no_grad():
+        whole = _compute_position_bias(attn, geo, plain=False)
+        monkeypatch.setattr(transnext_module, "CPB_CHUNK_ROWS", 37)
+        chunked = _compute_position_bias(attn, geo, plain=False)
+        chunked_plain = _compute_position_bias(attn, geo, plain=True)
+    assert_close(whole, chunked, tol=1e-6, what="chunked")
+    assert_close(whole, chunked_plain, tol=1e-6, what="chunked, published table")
+
+
 def test_interpolated_bias_resizes_the_trained_grid_bias():
     model = create_model("micro", img_size=224, backbone=True, position_bias="interpolate").eval()
     perturb_(model)
