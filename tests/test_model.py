@@ -131,14 +131,14 @@ def cpb_direct(attn, query_grid, key_grid, pretrain_grid):
     return out.transpose(0, 1).reshape(-1, nq, nk)
 
 
-def aggregated_attention_per_pixel(attn: AggregatedAttention, x, H, W, pretrain_grid):
-    """Loop over every query pixel and head in float64."""
+def aggregated_attention_per_pixel(attn: AggregatedAttention, x, H, W, pretrain_grid, pool_grid=None):
+    """Loop over every query pixel and head in float64; the pool grid is (H // sr, W // sr) unless given."""
     a = attn.double()
     x = x.double()
     B, N, C = x.shape
     nh, d, w = a.num_heads, a.head_dim, a.window_size
     r = w // 2
-    Hp, Wp = H // a.sr_ratio, W // a.sr_ratio
+    Hp, Wp = pool_grid or (H // a.sr_ratio, W // a.sr_ratio)
     P = Hp * Wp
     q = a.q(x).reshape(B, N, nh, d)
     k, v = a.kv(x).reshape(B, N, 2, nh, d).unbind(2)
@@ -200,6 +200,30 @@ def test_aggregated_attention_matches_per_pixel_ground_truth(grid, sr, window, i
         truth = aggregated_attention_per_pixel(attn, x, H, W, pretrain)
         out = attn(x, geo)
     assert_close(truth, out, what=f"{implementation} {grid}")
+
+
+@pytest.mark.parametrize("grid,sr,n", [
+    ((5, 7), 2, 3),   # fixed_pool_size N: linear inference mode, N divides neither side
+    ((6, 4), 4, 2),   # N divides both sides, larger than the default 1x1 pool
+    ((7, 6), 3, 3),   # N divides one side
+])
+@pytest.mark.parametrize("implementation", ["plain", "fast", "fused"])
+def test_fixed_pool_grid_matches_per_pixel_ground_truth(grid, sr, n, implementation):
+    attn = make_block(sr=sr)
+    attn.implementation = implementation
+    if implementation == "fused":
+        transnext_module._register_fused_op()
+    H, W = grid
+    pretrain = (4, 4)
+    geo = stage_geometry(grid, sr, pretrain, fixed_pool_size=n)
+    assert geo.pool_grid == (n, n)
+    x = torch.randn(2, H * W, attn.dim)
+    with torch.no_grad():
+        truth = aggregated_attention_per_pixel(attn, x, H, W, pretrain, pool_grid=(n, n))
+        default = aggregated_attention_per_pixel(attn, x, H, W, pretrain)
+        out = attn(x, geo)
+    assert_close(truth, out, what=f"{implementation} {grid} N={n}")
+    assert error_stats(default, truth).relative > 1e-2  # the pool grid matters at this size
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,6 +341,23 @@ def test_extrapolated_bias_equals_direct_evaluation_at_new_resolution():
         direct = cpb_direct(attn, (96, 96), (12, 12), (56, 56))
         for plain in (True, False):
             assert_close(direct, _compute_position_bias(attn, geo, plain), tol=1e-6, what=f"plain={plain}")
+
+
+def test_position_bias_mlp_in_chunks_equals_one_call(monkeypatch):
+    """A large coordinate table runs through the CPB MLP in chunks (eager only): same bias."""
+    model = create_model("micro", img_size=(64, 96), backbone=True).eval()
+    perturb_(model)
+    attn, geo = model.block1[0].attn, model.geometry(64, 96)[0]
+    from transnext_deploy.models.transnext import _compute_position_bias
+
+    assert geo.factorized.table.shape[0] > 100
+    with torch.no_grad():
+        whole = _compute_position_bias(attn, geo, plain=False)
+        monkeypatch.setattr(transnext_module, "CPB_CHUNK_ROWS", 37)
+        chunked = _compute_position_bias(attn, geo, plain=False)
+        chunked_plain = _compute_position_bias(attn, geo, plain=True)
+    assert_close(whole, chunked, tol=1e-6, what="chunked")
+    assert_close(whole, chunked_plain, tol=1e-6, what="chunked, published table")
 
 
 def test_interpolated_bias_resizes_the_trained_grid_bias():

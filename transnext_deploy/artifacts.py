@@ -58,9 +58,11 @@ def normalize_images(rgb: np.ndarray) -> np.ndarray:
     return ((rgb - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32).transpose(0, 3, 1, 2).copy()
 
 
-def artifact_name(variant: str, mode: str, resolution: tuple[int, int]) -> str:
-    """The directory of one exported resolution: transnext_small_classify_224x224."""
-    return f"transnext_{variant}_{mode}_{resolution[0]}x{resolution[1]}"
+def artifact_name(variant: str, mode: str, resolution: tuple[int, int], fixed_pool_size: int | None = None) -> str:
+    """The directory of one exported resolution: transnext_small_classify_224x224, with a suffix in
+    linear inference mode (transnext_micro_backbone_800x1333_pool7) so both modes can sit side by side."""
+    name = f"transnext_{variant}_{mode}_{resolution[0]}x{resolution[1]}"
+    return name if fixed_pool_size is None else f"{name}_pool{fixed_pool_size}"
 
 
 # ------------------------------------------------------------------------------------------ export steps

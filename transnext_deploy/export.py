@@ -57,7 +57,7 @@ from .checkpoint import CheckpointError, download_weights, load_checkpoint, offi
 from .engine import EngineError, EnginePlan, build_engines_for_artifact, plan_engines
 from .errors import InvalidArgumentError, TransNeXtDeployError
 from .models import VARIANTS, create_model, resolve_variant
-from .models.config import MODE, POSITION_BIAS, check_input_size, check_pretrain_size
+from .models.config import MODE, POSITION_BIAS, check_fixed_pool_size, check_input_size, check_pretrain_size
 from .models.transnext import AggregatedAttention, TransNeXt
 from .ops.aggregated_attention import OP_DOMAIN, OP_NAME, OP_VERSION
 from .resolution import pair
@@ -92,6 +92,7 @@ class ExportOptions:
     opset: int = DEFAULT_OPSET
     output_dir: str | os.PathLike = "artifacts"
     position_bias: str = "extrapolate"
+    fixed_pool_size: int | None = None  # linear inference mode: every aggregated-attention stage pools to N x N
     atol: float = DEFAULT_ATOL
     rtol: float = DEFAULT_RTOL
     seed: int = 0
@@ -119,7 +120,8 @@ def build_model(options: ExportOptions, resolution: tuple[int, int]) -> tuple[Tr
     torch.manual_seed(options.seed)  # random weights (no checkpoint) are reproducible across processes
     try:
         model = create_model(options.variant, img_size=resolution, pretrain_size=options.pretrain_size,
-                             backbone=options.mode == "backbone", position_bias=options.position_bias)
+                             backbone=options.mode == "backbone", position_bias=options.position_bias,
+                             fixed_pool_size=options.fixed_pool_size)
     except InvalidArgumentError as exc:
         raise ExportError(f"cannot build transnext_{options.variant} for {resolution[0]}x{resolution[1]}: {exc}") \
             from None
@@ -251,7 +253,7 @@ def validate(model: TransNeXt, graphs: dict[str, Path], resolution: tuple[int, i
     names = output_names(model)
     reference = TorchBackend(model)
     references = {label: reference(x) for label, x in inputs.items()}
-    report = {"atol": tolerance.atol, "rtol": tolerance.rtol,
+    report = {"atol": tolerance.atol, "rtol": tolerance.rtol, "fixed_pool_size": model.fixed_pool_size,
               "rule": "|graph - pytorch| <= atol + rtol * |pytorch|, element-wise, every output",
               "inputs": list(inputs), "graphs": {}, "skipped": {}}
     for graph_name, path in graphs.items():
@@ -359,6 +361,7 @@ def _manifest(model: TransNeXt, options: ExportOptions, resolution, weights, mat
         "pretrain_size": list(model.pretrain_size),
         "mode": options.mode,
         "position_bias": options.position_bias,
+        "fixed_pool_size": model.fixed_pool_size,  # null: pool grids (H // sr, W // sr)
         "opset": options.opset,
         "weights": weights,
         "inputs": {INPUT_NAME: ["batch", 3, h, w]},
@@ -440,7 +443,7 @@ def export_resolution(options: ExportOptions, resolution: tuple[int, int],
     build the planned engines. Reports exactly the steps of export_steps(engines.precisions)."""
     start = time.perf_counter()
     output_dir = Path(options.output_dir)
-    final = output_dir / artifact_name(options.variant, options.mode, resolution)
+    final = output_dir / artifact_name(options.variant, options.mode, resolution, options.fixed_pool_size)
     steps = iter(export_steps())
     progress(next(steps))  # building the PyTorch model
     model, weights = build_model(options, resolution)
@@ -500,6 +503,7 @@ def check_options(options: ExportOptions) -> ExportOptions:
         variant = resolve_variant(options.variant, "size")
         mode = MODE.parse(options.mode)
         position_bias = POSITION_BIAS.parse(options.position_bias)
+        fixed_pool_size = check_fixed_pool_size(options.fixed_pool_size)
         Tolerance(options.atol, options.rtol)
         if options.pretrain_size is not None:
             check_pretrain_size(options.pretrain_size)
@@ -513,7 +517,7 @@ def check_options(options: ExportOptions) -> ExportOptions:
     resolutions = list(dict.fromkeys(pair(r) for r in options.resolutions)) or [pair(config.train_size)]
     for h, w in resolutions:
         try:
-            check_input_size(config, h, w, variant)
+            check_input_size(config, h, w, variant, fixed_pool_size)
         except InvalidArgumentError as exc:
             raise ExportError(f"unsupported resolution {h}x{w}: {exc}") from None
     _check_output_dir(Path(options.output_dir))

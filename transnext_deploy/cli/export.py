@@ -31,6 +31,12 @@ def export_command(
     position_bias: str = typer.Option(
         "extrapolate", "--position-bias",
         help="extrapolate: position-bias MLP on the export grid; interpolate: on the trained grid, resized."),
+    fixed_pool_size: Optional[int] = typer.Option(  # noqa: UP007
+        None, "--fixed-pool-size",
+        help="Linear inference mode (paper, section 4.1): every aggregated-attention stage pools to N x N "
+             "whatever the resolution, so attention cost grows linearly with the pixels; the paper uses 7 with "
+             "224-trained weights (README, Linear inference mode). Every stage grid must be larger than N. "
+             "Default: pool grids of (H // sr) x (W // sr)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (>= 17)."),
     output: Path = typer.Option(Path("artifacts"), "--output", "-o",  # noqa: B008
                                 help="Directory that receives one sub-directory per resolution."),
@@ -60,13 +66,14 @@ def export_command(
     from ..artifacts import export_steps
     from ..engine import plan_engines
     from ..export import ExportOptions, check_options, export, summary
-    from ..models.config import MODE, POSITION_BIAS
+    from ..models.config import MODE, POSITION_BIAS, check_fixed_pool_size
     from ..resolution import parse_resolution
 
     options = check_options(ExportOptions(
         variant=size, resolutions=[parse_resolution(r) for r in resolution], mode=MODE.parse(mode, "--mode"),
         pretrain_size=pretrain_size, checkpoint=checkpoint, opset=opset, output_dir=output,
         position_bias=POSITION_BIAS.parse(position_bias, "--position-bias"),
+        fixed_pool_size=check_fixed_pool_size(fixed_pool_size, "--fixed-pool-size"),
         atol=FP32_TOLERANCE.atol if atol is None else atol, rtol=FP32_TOLERANCE.rtol if rtol is None else rtol,
         threads=threads))
     engines = plan_engines()

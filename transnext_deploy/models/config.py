@@ -2,8 +2,9 @@
 
 Every layer that takes a variant name or a model option (the CLI, export, bench, `create_model`)
 checks it here, once, with the same message: `resolve_variant` strips the `transnext_` prefix and
-names the choices, the `Choice` constants check the string options, and `check_input_size` /
-`check_pretrain_size` answer from the configuration alone whether a model can be built for a size.
+names the choices, the `Choice` constants check the string options, `check_fixed_pool_size` checks
+the linear mode's pool size, and `check_input_size` / `check_pretrain_size` answer from the
+configuration alone whether a model can be built for a size.
 """
 
 from __future__ import annotations
@@ -79,28 +80,54 @@ POSITION_BIAS = Choice("position_bias", ("extrapolate", "interpolate"))
 MODE = Choice("mode", ("classify", "backbone"))  # classifier logits, or the backbone's four feature maps
 
 
-def min_input_side(config: TransNeXtConfig) -> int:
-    """Smallest image side for which every aggregated-attention stage has a non-empty pool grid."""
+def check_fixed_pool_size(value: object, what: str = "fixed_pool_size") -> int | None:
+    """The linear inference mode's pool size (section 4.1 of the paper): None, or a positive int; else
+    InvalidArgumentError. `what` names the option in the message ("--fixed-pool-size" on the command line)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"{what} must be a positive integer (the side of every pool grid), got {value!r}")
+    return value
+
+
+def _pool_fits(grid: tuple[int, int], sr: int, fixed_pool_size: int | None) -> bool:
+    """Whether an aggregated-attention stage of this token grid can pool. The default grid is
+    (H // sr, W // sr) and must be non-empty; a fixed N x N grid must be smaller than the grid's
+    shorter side, as the published linear mode asserts."""
+    if fixed_pool_size is None:
+        return grid[0] // sr >= 1 and grid[1] // sr >= 1
+    return fixed_pool_size < min(grid)
+
+
+def min_input_side(config: TransNeXtConfig, fixed_pool_size: int | None = None) -> int:
+    """Smallest image side for which every aggregated-attention stage can pool (see _pool_fits)."""
     side = 1
     while True:
         grids = stage_grids(side, side)
-        if all(g[0] // sr >= 1 for g, sr, ws in zip(grids, config.sr_ratios, config.window_sizes) if ws):
+        if all(_pool_fits(g, sr, fixed_pool_size) for g, sr, ws in zip(grids, config.sr_ratios, config.window_sizes)
+               if ws):
             return side
         side += 1
 
 
-def check_input_size(config: TransNeXtConfig, height: int, width: int, name: str = "custom") -> None:
-    """Raise InvalidArgumentError naming the stage and reason when a model of `config` cannot take
-    an input of this size (no model is built)."""
+def check_input_size(config: TransNeXtConfig, height: int, width: int, name: str = "custom",
+                     fixed_pool_size: int | None = None) -> None:
+    """Raise InvalidArgumentError naming the stage and reason when a model of `config` (with this
+    fixed pool size, if any) cannot take an input of this size (no model is built)."""
     if height < 1 or width < 1:
         raise InvalidArgumentError(f"input size {height}x{width} must be positive")
     grids = stage_grids(height, width)
     for i, (grid, sr, ws) in enumerate(zip(grids, config.sr_ratios, config.window_sizes)):
-        if ws and (grid[0] // sr < 1 or grid[1] // sr < 1):
+        if ws and not _pool_fits(grid, sr, fixed_pool_size):
+            if fixed_pool_size is None:
+                model, reason = "", f"and sr_ratio {sr}, so its pool grid would be empty"
+            else:
+                model = f" with fixed_pool_size {fixed_pool_size}"
+                reason = "and the pool size must be smaller than its shorter side"
             raise InvalidArgumentError(
-                f"input {height}x{width} is too small for {VARIANT_PREFIX}{name}: stage {i + 1} has a "
-                f"{grid[0]}x{grid[1]} token grid and sr_ratio {sr}, so its pool grid would be empty "
-                f"(smallest accepted side: {min_input_side(config)})")
+                f"input {height}x{width} is too small for {VARIANT_PREFIX}{name}{model}: stage {i + 1} has a "
+                f"{grid[0]}x{grid[1]} token grid {reason} "
+                f"(smallest accepted side: {min_input_side(config, fixed_pool_size)})")
 
 
 def check_pretrain_size(pretrain_size: int | tuple[int, int]) -> tuple[int, int]:
@@ -123,6 +150,7 @@ __all__ = [
     "ExportMode",
     "PositionBiasMode",
     "TransNeXtConfig",
+    "check_fixed_pool_size",
     "check_input_size",
     "check_pretrain_size",
     "min_input_side",

@@ -88,17 +88,22 @@ def stage_geometry(
     sr_ratio: int,
     pretrain_grid: tuple[int, int],
     trained_grid: tuple[int, int] | None = None,
+    fixed_pool_size: int | None = None,
 ) -> StageGeometry:
     """Geometry of one stage; full attention has sr_ratio 1 (the pool grid is the grid).
-    With `trained_grid`, the CPB MLP runs on that grid and the bias is resized to `grid`."""
-    pool = (grid[0] // sr_ratio, grid[1] // sr_ratio)
+    With `trained_grid`, the CPB MLP runs on that grid and the bias is resized to `grid`.
+    With `fixed_pool_size` N (linear inference mode), an aggregated-attention stage pools to N x N
+    whatever its grid, and its position bias is evaluated for N x N pooled keys (the trained grid
+    too, so only the queries are resized); full attention ignores it, as in the published code."""
+    fixed = fixed_pool_size is not None and sr_ratio > 1
+    pool = (fixed_pool_size, fixed_pool_size) if fixed else (grid[0] // sr_ratio, grid[1] // sr_ratio)
     if min(pool) < 1:
         raise InvalidArgumentError(f"grid {grid[0]}x{grid[1]} with sr_ratio {sr_ratio} has an empty pool grid")
     if trained_grid is None:
         bq, bk = grid, pool
     else:
         bq = trained_grid
-        bk = (bq[0] // sr_ratio, bq[1] // sr_ratio)
+        bk = pool if fixed else (bq[0] // sr_ratio, bq[1] // sr_ratio)
         if min(bk) < 1:
             raise InvalidArgumentError(f"position_bias='interpolate' needs a trained grid with a non-empty pool grid; "
                              f"{bq[0]}x{bq[1]} with sr_ratio {sr_ratio} has none")

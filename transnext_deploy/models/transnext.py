@@ -17,7 +17,12 @@ attention share one set of parameters:
 Resolution handling. Stage grids come from the actual input (the patch-embedding convolutions
 round up), pool grids are (H // sr, W // sr) as in the reference. `img_size` is the size the model
 is built for: a classifier only accepts that size; a backbone accepts any size whose pool grids
-are non-empty. `position_bias="extrapolate"` evaluates the CPB MLP on the relative coordinates of
+are non-empty. `fixed_pool_size=N` is the published linear inference mode (paper, section 4.1;
+`fixed_pool_size` of the reference classification code): every aggregated-attention stage pools to
+N x N whatever the input size, its position bias is evaluated for those N x N pooled keys and its
+length scale counts N*N pooled positions (the window and its border mask do not change), so the
+cost of attention grows linearly with the number of pixels; full attention (sr_ratio 1) is
+unchanged, and every stage grid must be larger than N on its shorter side, as the reference asserts. `position_bias="extrapolate"` evaluates the CPB MLP on the relative coordinates of
 the actual grid (scaled by `pretrain_size`), as the reference classification code does for its
 `img_size`; `"interpolate"` evaluates it on a trained grid and resizes the bias bilinearly, as the
 reference detection/segmentation code does. The trained grid is `img_size` for a backbone (the
@@ -50,6 +55,7 @@ from .config import (
     AttentionImpl,
     PositionBiasMode,
     TransNeXtConfig,
+    check_fixed_pool_size,
     check_input_size,
     check_pretrain_size,
     min_input_side,
@@ -68,6 +74,8 @@ ONEDNN_PROJECTIONS = torch.backends.mkldnn.is_available()
 # not oneDNN (aten/src/ATen/native/Convolution.cpp), which is slower than F.linear itself: the
 # pooled tokens of a 7x7 pool grid stay on F.linear.
 ONEDNN_MIN_NUMEL = 20480
+# Rows of the position-bias coordinate table per eager MLP call (see _cpb_mlp): a 64 MiB hidden layer.
+CPB_CHUNK_ROWS = 32768
 
 
 def _register_fused_op() -> None:
@@ -154,7 +162,13 @@ class ConvolutionalGLU(nn.Module):
 
 
 def _cpb_mlp(attn: nn.Module, table: torch.Tensor) -> torch.Tensor:
-    return attn.cpb_fc2(F.relu(attn.cpb_fc1(table)))  # (U, nh)
+    """(U, nh) bias of every row of the coordinate table. Eagerly, a large table runs in chunks of
+    CPB_CHUNK_ROWS: its (U, 512) hidden layer would otherwise be the largest tensor of the whole
+    forward pass at detection sizes (micro at 800x1333: U = 0.8M rows in stage 1 with
+    fixed_pool_size 7, 0.5M without, 1.6 GB per copy). Traces keep one MatMul."""
+    if table.shape[0] <= CPB_CHUNK_ROWS or _tracing():
+        return attn.cpb_fc2(F.relu(attn.cpb_fc1(table)))
+    return torch.cat([attn.cpb_fc2(F.relu(attn.cpb_fc1(rows))) for rows in table.split(CPB_CHUNK_ROWS)])
 
 
 def _position_bias(attn: nn.Module, geo: StageGeometry, plain: bool) -> torch.Tensor:
@@ -396,12 +410,14 @@ class TransNeXt(nn.Module):
         attention: AttentionImpl = "fast",
         num_classes: int = 1000,
         in_chans: int = 3,
+        fixed_pool_size: int | None = None,
     ):
         super().__init__()
         position_bias = POSITION_BIAS.parse(position_bias)
         attention = ATTENTION.parse(attention)
         self.config = config
         self.name = name
+        self.fixed_pool_size = check_fixed_pool_size(fixed_pool_size)
         self.img_size = pair(img_size if img_size is not None else config.train_size)
         self.check_input_size(*self.img_size)
         self.pretrain_size = check_pretrain_size(pretrain_size if pretrain_size is not None else config.train_size)
@@ -463,12 +479,12 @@ class TransNeXt(nn.Module):
     # geometry
     @property
     def min_input_side(self) -> int:
-        return min_input_side(self.config)
+        return min_input_side(self.config, self.fixed_pool_size)
 
     def check_input_size(self, height: int, width: int) -> None:
         """Raise ValueError (InvalidArgumentError) naming the stage and reason when an input size
         cannot be handled."""
-        check_input_size(self.config, height, width, self.name)
+        check_input_size(self.config, height, width, self.name, self.fixed_pool_size)
 
     def geometry(self, height: int, width: int) -> list[StageGeometry]:
         """The stage geometries of an input size, built on first use (the model's `img_size` at
@@ -514,7 +530,7 @@ class TransNeXt(nn.Module):
         trained = trained_grids(*(self.img_size if self.backbone else self.pretrain_size))
         return [
             stage_geometry(grid, c.sr_ratios[i], pretrain[i],
-                           trained[i] if self.position_bias == "interpolate" else None)
+                           trained[i] if self.position_bias == "interpolate" else None, self.fixed_pool_size)
             for i, grid in enumerate(stage_grids(height, width))
         ]
 
@@ -552,11 +568,14 @@ def create_model(
     position_bias: PositionBiasMode = "extrapolate",
     attention: AttentionImpl = "fast",
     num_classes: int = 1000,
+    fixed_pool_size: int | None = None,
 ) -> TransNeXt:
-    """Build a TransNeXt variant: one of `list_models()`. See the module docstring for sizes."""
+    """Build a TransNeXt variant: one of `list_models()`. See the module docstring for sizes and for
+    `fixed_pool_size` (linear inference mode)."""
     key = resolve_variant(name)
     return TransNeXt(VARIANTS[key], name=key, img_size=img_size, pretrain_size=pretrain_size, backbone=backbone,
-                     position_bias=position_bias, attention=attention, num_classes=num_classes)
+                     position_bias=position_bias, attention=attention, num_classes=num_classes,
+                     fixed_pool_size=fixed_pool_size)
 
 
 def list_models() -> list[str]:
