@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -78,11 +79,25 @@ def test_math_header_compiles_without_cuda(tmp_path):
     assert proc.returncode == 0, proc.stdout
 
 
+# Every source of the host library (plugins/CMakeLists.txt, transnext_aa_host), compiled as CMake
+# does: no ISA flags (the AVX2 kernel is chosen at run time through function attributes).
+HOST_SOURCES = ("aggregatedAttentionHost.cpp", "aggregatedAttentionCpu.cpp", "aggregatedAttentionCpuPortable.cpp",
+                "aggregatedAttentionCpuAvx2.cpp", "aggregatedAttentionThreadPool.cpp")
+
+
+def test_host_source_list_matches_cmake():
+    cmake = (AA_DIR.parent / "CMakeLists.txt").read_text()
+    target = cmake[cmake.index("add_library(transnext_aa_host"):]
+    target = target[:target.index(")")]
+    assert sorted(re.findall(r"\$\{AA_DIR\}/(\w+\.cpp)", target)) == sorted(HOST_SOURCES)
+
+
 @needs_cxx
 @pytest.mark.parametrize("opt", ["-O0", "-O3"])
-def test_host_library_compiles_warning_free(tmp_path, opt):
+@pytest.mark.parametrize("source", HOST_SOURCES)
+def test_host_library_compiles_warning_free(tmp_path, opt, source):
     proc = _run([_cxx(), "-std=c++17", opt, "-Wall", "-Wextra", "-Wpedantic", "-Wshadow", "-Werror", "-fPIC",
-                 "-c", str(AA_DIR / "aggregatedAttentionHost.cpp"), "-o", str(tmp_path / "host.o")])
+                 "-c", str(AA_DIR / source), "-o", str(tmp_path / "host.o")])
     assert proc.returncode == 0, proc.stdout
 
 
