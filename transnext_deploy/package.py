@@ -62,7 +62,7 @@ class PackageOptions:
     cuda_archs: Sequence[str] | None = None  # for the TensorRT plugin library built with the engines
     version_compatible: bool = False
     hardware_compatibility: str = "none"
-    fixed_pool_size: int | None = None  # passed to the export API only where it has the option
+    fixed_pool_size: int | None = None  # linear inference mode (ExportOptions.fixed_pool_size)
     threads: int = 2
     seed: int = 0
     export_options: dict = field(default_factory=dict)  # further ExportOptions fields (atol, position_bias...)
@@ -109,14 +109,9 @@ def _check(options: PackageOptions) -> Path:
 def _export_options(options: PackageOptions, directory: Path):
     from .export import ExportOptions
 
-    extra = dict(options.export_options)
-    if options.fixed_pool_size is not None:
-        if "fixed_pool_size" not in {f.name for f in dataclasses.fields(ExportOptions)}:
-            raise PackageError("--fixed-pool-size needs an export API with fixed_pool_size (not in this version)")
-        extra["fixed_pool_size"] = options.fixed_pool_size
     return ExportOptions(variant=options.variant, resolutions=list(options.resolutions), mode=options.mode,
                          checkpoint=options.checkpoint, output_dir=directory, threads=options.threads,
-                         seed=options.seed, **extra)
+                         seed=options.seed, fixed_pool_size=options.fixed_pool_size, **options.export_options)
 
 
 def _engine_plan(options: PackageOptions) -> tuple[tuple[str, ...], str | None]:

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import json
-from functools import wraps
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ..engine import HARDWARE_COMPATIBILITY
-from .app import SIZE_HELP, UserError, console, note, one_line_errors, split_values
-
-
-def _has_fixed_pool_size() -> bool:
-    from ..export import ExportOptions
-
-    return "fixed_pool_size" in {f.name for f in dataclasses.fields(ExportOptions)}
+from .app import SIZE_HELP, StepProgress, UserError, note, one_line_errors, say, split_values
 
 
 def package_command(
@@ -100,11 +90,9 @@ def package_command(
         mode=MODE.parse(mode, "--mode"), checkpoint=checkpoint, engines=precisions,
         cuda_archs=split_values(cuda_arch) if cuda_arch else None, version_compatible=version_compatible,
         hardware_compatibility=hardware_compatibility, fixed_pool_size=fixed_pool_size, threads=threads)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                  transient=True) as progress:
-        task = progress.add_task(f"package transnext_{size}")
+    with StepProgress(f"package transnext_{size}") as progress:
         try:
-            result = package(options, progress=lambda step: progress.update(task, description=step))
+            result = package(options, progress=lambda step: progress.update(step, step=True))
         except ExportError as exc:
             raise ExportError(f"nothing written to {output}: {exc}") from None
     for text in result.notes:
@@ -112,30 +100,20 @@ def package_command(
     manifest = result.manifest
     engines_built = sum(len(m["engines"]) for m in manifest["models"])
     size_mb = sum(f["bytes"] for f in manifest["files"].values()) / 1e6
-    console.print(f"[green]ok[/] {result.path}: transnext_{manifest['variant']} {manifest['mode']}, "
-                  f"{', '.join(m['name'] for m in manifest['models'])}, {len(manifest['files'])} files "
-                  f"({size_mb:.1f} MB), {engines_built} engine(s), {result.seconds:.0f} s")
+    say(f"{result.path}: transnext_{manifest['variant']} {manifest['mode']}, "
+        f"{', '.join(m['name'] for m in manifest['models'])}, {len(manifest['files'])} files "
+        f"({size_mb:.1f} MB), {engines_built} engine(s), {result.seconds:.0f} s", label="ok", style="green")
     if triton is not None:
         from ..triton_repository import write_model_repository
 
         repository = write_model_repository(result.path, triton, triton_max_batch)
         for text in repository.notes:
             note(text)
-        console.print(f"[green]ok[/] {repository.path}: Triton model repository ({repository.platform}, max batch "
-                      f"{repository.max_batch}); see its README.md", soft_wrap=True)
+        say(f"{repository.path}: Triton model repository ({repository.platform}, max batch "
+            f"{repository.max_batch}); see its README.md", label="ok", style="green")
     if json_output:
         typer.echo(json.dumps(manifest, indent=2))
 
 
 def register(app: typer.Typer) -> None:
-    command = package_command
-    if not _has_fixed_pool_size():  # the export API has no linear mode yet (#11 point 5): no such option
-        signature = inspect.signature(package_command)
-
-        @wraps(package_command)
-        def command(**kwargs):
-            return package_command(fixed_pool_size=None, **kwargs)
-
-        command.__signature__ = signature.replace(
-            parameters=[p for p in signature.parameters.values() if p.name != "fixed_pool_size"])
-    app.command("package")(one_line_errors(command))
+    app.command("package")(one_line_errors(package_command))

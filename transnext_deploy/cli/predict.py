@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -9,10 +10,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .app import UserError, console, note, one_line_errors
+from .app import StepProgress, UserError, note, one_line_errors, say
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")  # what a directory walk picks up
 
@@ -99,9 +98,8 @@ def predict_command(
                                           for c, label, p in prediction.top]}
                 pending.clear()
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True, disable=not walked) as progress:
-            task = progress.add_task("classifying", total=len(images))
+        with contextlib.ExitStack() as stack:  # progress only for a walked directory
+            progress = stack.enter_context(StepProgress("classifying", total=len(images))) if walked else None
             for i, image in enumerate(images):
                 try:
                     pending.append((i, predictor.preprocess(image)))
@@ -109,16 +107,16 @@ def predict_command(
                     results[i] = {"image": image, "error": one_line(exc)}
                 if len(pending) == batch:
                     flush()
-                progress.update(task, completed=i + 1 - len(pending))
+                if progress is not None:  # a line per image would flood a log: off a terminal every 10 s
+                    progress.update(f"classifying {image}", completed=i + 1 - len(pending), step=False)
             flush()
-            progress.update(task, completed=len(images))
     failed = [r for r in results if "error" in r]
     if json_output:
         typer.echo(json.dumps(results, indent=2))
     else:
         for r in results:
             if "error" in r:
-                console.print(f"[bold red]error:[/] {escape(r['error'])}", highlight=False, soft_wrap=True)
+                say(r["error"], label="error", style="bold red")
                 continue
             typer.echo(r["image"])
             for entry in r["top"]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .app import console, note, one_line_errors
+from .app import note, one_line_errors, say
 
 
 def serve_command(
@@ -42,8 +42,7 @@ def serve_command(
     server = TritonServer(bundle, host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
                           max_batch=max_batch, top=top, device=device, input_size=input_size,
                           num_classes=classes, log=sys.stderr if verbose else None)
-    raise typer.Exit(serve_forever(server, announce=lambda line: console.print(line, highlight=False,
-                                                                               soft_wrap=True)))
+    raise typer.Exit(serve_forever(server, announce=say))
 
 
 def register(app: typer.Typer) -> None:
