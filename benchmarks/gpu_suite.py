@@ -49,12 +49,12 @@ from published_model import load_published  # noqa: E402
 from simple_png import bar_chart  # noqa: E402
 
 from transnext_deploy import __version__, create_model  # noqa: E402
-from transnext_deploy import plugin_build  # noqa: E402
+from transnext_deploy import plugin as plugin_build  # noqa: E402
 from transnext_deploy.models import VARIANTS  # noqa: E402
 from transnext_deploy.models.position_bias import stage_grids  # noqa: E402
 from transnext_deploy.ops import fused_op  # noqa: E402
 from transnext_deploy.ops.aggregated_attention import INPUT_NAMES, aggregated_attention_core, input_shapes  # noqa: E402
-from transnext_deploy.validation import error_stats  # noqa: E402
+from transnext_deploy.compare import error_stats  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 IMPLS = ("plain", "fast", "fused")

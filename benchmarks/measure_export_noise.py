@@ -41,8 +41,8 @@ from transnext_deploy import create_model
 from transnext_deploy.artifacts import FUNCTION_FILE, INPUT_NAME, PLUGIN_FILE, STANDARD_FILE
 from transnext_deploy.backends.onnxrt import cpu_session
 from transnext_deploy.export import DEFAULT_ATOL, DEFAULT_RTOL, export_standard, output_names, validation_inputs
-from transnext_deploy.rewrite import function_form, fused_model
-from transnext_deploy.validation import Tolerance, allclose_check, smallest_atol
+from transnext_deploy.export.rewrite import function_form, fused_model
+from transnext_deploy.compare import Tolerance, allclose_check, smallest_atol
 
 RTOLS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
 

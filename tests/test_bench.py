@@ -13,10 +13,10 @@ import torch
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from transnext_deploy.bench import BACKENDS, BenchError, BenchOptions, run_bench
-from transnext_deploy.bench_artifacts import ensure_artifacts
-from transnext_deploy.bench_plot import plot_report
-from transnext_deploy.bench_report import load_report
+from transnext_deploy.bench.run import BACKENDS, BenchError, BenchOptions, run_bench
+from transnext_deploy.bench.work import ensure_artifacts
+from transnext_deploy.bench.plot import plot_report
+from transnext_deploy.bench.report import load_report
 from transnext_deploy.cli import app
 from transnext_deploy.engine import tensorrt_status
 from transnext_deploy.memory import reset_high_water_mark
@@ -143,7 +143,7 @@ def test_plot_labels_every_bar_and_keeps_the_p90_whiskers_apart(bench_setup):
     from matplotlib.collections import PolyCollection
     from matplotlib.container import BarContainer, ErrorbarContainer
 
-    from transnext_deploy.bench_plot import report_figure
+    from transnext_deploy.bench.plot import report_figure
 
     report, _, _, _ = bench_setup
     measured = {r.backend for r in report.rows if r.ok}

@@ -16,10 +16,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from transnext_deploy import runtime
+from transnext_deploy.bundle import runtime
 from transnext_deploy.artifacts import INPUT_NAME, MANIFEST_FILE, STANDARD_FILE
-from transnext_deploy.bundle import FORMAT, FORMAT_VERSION, LABELS_FILE, BundleError, file_entries, open_bundle
-from transnext_deploy.images import preprocessing_spec
+from transnext_deploy.bundle.format import FORMAT, FORMAT_VERSION, LABELS_FILE, BundleError, file_entries, open_bundle
+from transnext_deploy.bundle.images import preprocessing_spec
 
 SIDE = 8
 CLASSES = 10

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from transnext_deploy import create_model
-from transnext_deploy.checkpoint import (
+from transnext_deploy.models.checkpoint import (
     CheckpointError,
     OfficialWeights,
     download_weights,

@@ -17,9 +17,10 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from helpers import PROGRESS_LINE, error_line
-from transnext_deploy import __version__, create_model, plugin_build
+from transnext_deploy import __version__, create_model
+from transnext_deploy.plugin import build as plugin_build
 from transnext_deploy.artifacts import sha256sum
-from transnext_deploy.checkpoint import official_weights
+from transnext_deploy.models.checkpoint import official_weights
 from transnext_deploy.cli import app
 
 # Wide, colourless help so every option name is printed whole.
@@ -242,7 +243,7 @@ def test_every_command_help_mentions_every_option(name):
 
 
 def test_models_at_80_columns_keeps_every_name_whole():
-    from transnext_deploy.checkpoint import OFFICIAL_WEIGHTS
+    from transnext_deploy.models.checkpoint import OFFICIAL_WEIGHTS
 
     result = invoke("models", env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output

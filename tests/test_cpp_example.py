@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transnext_deploy import plugin_build
-from transnext_deploy.plugin_build import PluginBuildError
+from transnext_deploy.plugin import build as plugin_build
+from transnext_deploy.plugin.build import PluginBuildError
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "cpp"

@@ -40,7 +40,7 @@ from transnext_deploy.engine import (
     tensorrt_status,
 )
 from transnext_deploy.machine import CudaDevice, cuda_devices
-from transnext_deploy.validation import error_stats, top1_agreement
+from transnext_deploy.compare import error_stats, top1_agreement
 
 # ------------------------------------------------------------------------------------------ CPU
 
@@ -142,7 +142,7 @@ def plugin_library(tmp_path_factory):
     found, _ = resolve_plugin_library()
     if found is not None:
         return found
-    from transnext_deploy.plugin_build import PluginBuildError, build_plugin
+    from transnext_deploy.plugin.build import PluginBuildError, build_plugin
 
     major, minor = torch.cuda.get_device_capability()
     try:

@@ -26,8 +26,8 @@ import torch
 from transnext_deploy import create_model, plugin_build
 from transnext_deploy.ops import aggregated_attention as aa
 from transnext_deploy.ops import fused_op
-from transnext_deploy.plugin_build import PluginBuildError, build_plugin
-from transnext_deploy.validation import error_stats
+from transnext_deploy.plugin.build import PluginBuildError, build_plugin
+from transnext_deploy.compare import error_stats
 
 from helpers import perturb_
 from test_model import REL_TOL
@@ -282,7 +282,7 @@ def test_cuda_library_exports_only_its_c_api(cuda_library):
 
 
 def test_cuda_library_checks_sizes_like_the_host_library(cuda_library):
-    from transnext_deploy.plugin_host import validate_sizes
+    from transnext_deploy.ops.host import validate_sizes
 
     lib = fused_op.load_cuda_library(cuda_library)
     buf = ctypes.create_string_buffer(256)

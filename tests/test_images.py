@@ -11,7 +11,7 @@ from PIL import Image
 
 from transnext_deploy.artifacts import IMAGENET_MEAN, IMAGENET_STD
 from transnext_deploy.errors import TransNeXtDeployError
-from transnext_deploy.images import ImageDecodeError, decode_image, preprocess, preprocessing_spec
+from transnext_deploy.bundle.images import ImageDecodeError, decode_image, preprocess, preprocessing_spec
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 

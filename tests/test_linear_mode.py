@@ -26,14 +26,14 @@ from typer.testing import CliRunner
 
 from transnext_deploy import create_model
 from transnext_deploy.artifacts import FUNCTION_FILE, PLUGIN_FILE
-from transnext_deploy.checkpoint import load_checkpoint
+from transnext_deploy.models.checkpoint import load_checkpoint
 from transnext_deploy.cli import app
 from transnext_deploy.export import ExportError, ExportOptions, export
 from transnext_deploy.models.config import VARIANTS, check_input_size
 from transnext_deploy.models.geometry import stage_geometry
 from transnext_deploy.models.transnext import AggregatedAttention
 from transnext_deploy.ops.aggregated_attention import OP_NAME
-from transnext_deploy.validation import error_stats
+from transnext_deploy.compare import error_stats
 
 from helpers import perturb_, perturbed_checkpoint
 

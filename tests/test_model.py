@@ -23,7 +23,7 @@ from transnext_deploy.models.transnext import (
     stage_geometry,
     token_linear,
 )
-from transnext_deploy.validation import error_stats
+from transnext_deploy.compare import error_stats
 
 from helpers import perturb_
 

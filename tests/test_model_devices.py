@@ -18,7 +18,7 @@ from torch.utils._pytree import tree_leaves
 
 from transnext_deploy import create_model, list_models
 from transnext_deploy.models.transnext import TransNeXt, TransNeXtConfig
-from transnext_deploy.validation import error_stats
+from transnext_deploy.compare import error_stats
 
 from helpers import perturb_
 

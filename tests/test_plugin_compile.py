@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from transnext_deploy import plugin_build
-from transnext_deploy.plugin_build import PluginBuildError, build_plugin, normalize_cuda_archs
+from transnext_deploy.plugin import build as plugin_build
+from transnext_deploy.plugin.build import PluginBuildError, build_plugin, normalize_cuda_archs
 
 REPO = Path(__file__).resolve().parents[1]
 AA_DIR = REPO / "plugins" / "aggregated_attention"

@@ -27,7 +27,7 @@ if not torch.cuda.is_available():
     pytest.skip("no CUDA device visible to torch", allow_module_level=True)
 trt = pytest.importorskip("tensorrt", reason="TensorRT Python package not installed")
 
-from transnext_deploy.plugin_build import PluginBuildError, build_plugin  # noqa: E402
+from transnext_deploy.plugin.build import PluginBuildError, build_plugin  # noqa: E402
 
 FP32_TOL = 1e-4
 FP16_TOL = 2e-2

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from transnext_deploy.ops import aggregated_attention as aa
-from transnext_deploy.plugin_build import build_plugin
-from transnext_deploy.plugin_host import (
+from transnext_deploy.plugin.build import build_plugin
+from transnext_deploy.ops.host import (
     PATHS,
     HostLibraryError,
     aggregated_attention_host,

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from transnext_deploy import plugin_build
-from transnext_deploy.plugin_build import PluginBuildError, build_plugin
+from transnext_deploy.plugin import build as plugin_build
+from transnext_deploy.plugin.build import PluginBuildError, build_plugin
 
 REPO = Path(__file__).resolve().parents[1]
 AA_DIR = REPO / "plugins" / "aggregated_attention"

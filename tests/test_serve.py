@@ -34,11 +34,11 @@ from tritonclient.grpc import model_config_pb2  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from transnext_deploy import runtime  # noqa: E402
-from transnext_deploy.bundle import file_entries  # noqa: E402
+from transnext_deploy.bundle import runtime  # noqa: E402
+from transnext_deploy.bundle.format import file_entries  # noqa: E402
 from transnext_deploy.cli import app  # noqa: E402
-from transnext_deploy.serve import INSTALL_HINT, ServeError, TritonServer, triton_dist  # noqa: E402
-from transnext_deploy.triton_repository import MODEL_NAME, RepositoryError, write_model_repository  # noqa: E402
+from transnext_deploy.serving.server import INSTALL_HINT, ServeError, TritonServer, triton_dist  # noqa: E402
+from transnext_deploy.serving.repository import MODEL_NAME, RepositoryError, write_model_repository  # noqa: E402
 
 # The server runs the same onnxruntime graph as predict, but on batches the dynamic batcher forms, so
 # a row may see other kernels' summation orders: probabilities (~1e-3 each for these random weights)
@@ -476,12 +476,12 @@ def test_triton_repository_tensorrt_plan(packaged, predictor, tmp_path):
 
 def test_package_triton_target_checked_first(tmp_path, monkeypatch):
     """A --triton directory that is in use fails before the (slow) export, writing nothing."""
-    import transnext_deploy.package
+    import transnext_deploy.bundle.package
 
     def no_package(*args, **kwargs):
         raise AssertionError("package ran although --triton was unusable")
 
-    monkeypatch.setattr(transnext_deploy.package, "package", no_package)
+    monkeypatch.setattr(transnext_deploy.bundle.package, "package", no_package)
     used = tmp_path / "used"
     used.mkdir()
     (used / "keep.txt").write_text("mine")

@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 from helpers import perturbed_checkpoint
 from transnext_deploy import create_model, runtime
 from transnext_deploy.artifacts import GRAPH_FILES, MANIFEST_FILE, PLUGIN_FILE, STANDARD_FILE, sha256sum
-from transnext_deploy.bundle import LABELS_FILE, open_bundle, verify_directory
-from transnext_deploy.checkpoint import load_checkpoint
+from transnext_deploy.bundle.format import LABELS_FILE, open_bundle, verify_directory
+from transnext_deploy.models.checkpoint import load_checkpoint
 from transnext_deploy.cli import app
 from transnext_deploy.engine import tensorrt_status
-from transnext_deploy.validation import FP32_TOLERANCE
+from transnext_deploy.compare import FP32_TOLERANCE
 
 ENV = {"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
 RESOLUTIONS = (224, 384)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from transnext_deploy.validation import FP32_TOLERANCE, Tolerance, allclose_check, smallest_atol
+from transnext_deploy.compare import FP32_TOLERANCE, Tolerance, allclose_check, smallest_atol
 
 
 def test_worst_element_is_the_one_closest_to_its_bound_not_the_largest_difference():

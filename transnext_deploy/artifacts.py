@@ -2,8 +2,7 @@
 
 One place for the names that export, the engine builder, the backends, bench and the manifests'
 command lines must agree on: the input name, the file names, the batch profile of engines, the
-variable that names the plugin library, the preprocessing constants, the cache directory, and the
-steps an export reports, so that a progress display plans exactly the steps an export takes.
+variable that names the plugin library, the preprocessing constants, and the steps an export reports, so that a progress display plans exactly the steps an export takes.
 
 This module is at the bottom of the package: it imports nothing from it.
 """
@@ -90,64 +89,6 @@ def export_steps(engine_precisions: Sequence[str] = ()) -> tuple[str, ...]:
 
 # ------------------------------------------------------------------------------------------ files
 
-CACHE_ENV = "TRANSNEXT_DEPLOY_CACHE"
-
-
-def cache_dir() -> Path:
-    """The user cache: $TRANSNEXT_DEPLOY_CACHE, else $XDG_CACHE_HOME (or ~/.cache)/transnext-deploy.
-    Downloads live at its top, plugin builds, timing caches and bench work below it."""
-    root = os.environ.get(CACHE_ENV)
-    if root:
-        return Path(root).expanduser().resolve()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "transnext-deploy"
-
-
-# What the user cache holds, by part: part -> (what, where below cache_dir(); "" = the top level).
-CACHE_PARTS = {
-    "weights": ("official weights from `download` / --checkpoint official", ""),
-    "bench": ("bench's exported artifacts and polygraphy data (--work-dir default)", "bench"),
-    "tensorrt": ("TensorRT timing caches", "tensorrt"),
-    "plugins": ("libraries built by build-plugin outside a checkout", "plugins"),
-}
-WEIGHTS_PATTERNS = ("transnext_*.pth", "transnext_*.pth.*.part")  # downloads and their partial files
-
-
-def _cache_files(part: str) -> list[Path]:
-    root = cache_dir()
-    if part == "weights":
-        return sorted({p for pattern in WEIGHTS_PATTERNS for p in root.glob(pattern) if p.is_file()})
-    base = root / CACHE_PARTS[part][1]
-    return sorted(p for p in base.rglob("*") if p.is_file() and not p.is_symlink()) if base.is_dir() else []
-
-
-def cache_usage() -> dict[str, dict]:
-    """part -> {path, bytes, files, what} for every part of the user cache (0 bytes when absent)."""
-    usage = {}
-    for part, (what, sub) in CACHE_PARTS.items():
-        files = _cache_files(part)
-        usage[part] = {"path": str(cache_dir() / sub) if sub else str(cache_dir()), "what": what,
-                       "files": len(files), "bytes": sum(p.stat().st_size for p in files)}
-    return usage
-
-
-def clear_cache(parts: Sequence[str]) -> dict[str, int]:
-    """Delete the given parts of the user cache; returns part -> bytes freed. Only the package's own
-    files go: the weights part is the downloaded `transnext_*.pth` files at the top, the other parts
-    are the sub-directories named in CACHE_PARTS."""
-    import shutil
-
-    freed = {}
-    for part in parts:
-        if part not in CACHE_PARTS:
-            raise ValueError(f"unknown cache part {part!r}; choose from {', '.join(CACHE_PARTS)}")
-        freed[part] = sum(p.stat().st_size for p in _cache_files(part))
-        if part == "weights":
-            for path in _cache_files(part):
-                path.unlink(missing_ok=True)
-        else:
-            shutil.rmtree(cache_dir() / CACHE_PARTS[part][1], ignore_errors=True)
-    return freed
-
 
 def sha256sum(path: str | os.PathLike) -> str:
     """sha256 of a file, read in 1 MiB chunks."""
@@ -160,8 +101,6 @@ def sha256sum(path: str | os.PathLike) -> str:
 
 __all__ = [
     "BATCH_PROFILE",
-    "CACHE_ENV",
-    "CACHE_PARTS",
     "ENGINE_SOURCE",
     "EXPORT_STEPS",
     "FUNCTION_FILE",
@@ -175,9 +114,6 @@ __all__ = [
     "STANDARD_FILE",
     "VALIDATION_FILE",
     "artifact_name",
-    "cache_dir",
-    "cache_usage",
-    "clear_cache",
     "engine_file_name",
     "engine_metadata_name",
     "engine_step",

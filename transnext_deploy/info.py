@@ -76,7 +76,7 @@ _LIBRARIES = {
 
 def _plugin() -> list[Probe]:
     try:
-        from . import plugin_build
+        from .plugin import build as plugin_build
     except Exception as exc:  # noqa: BLE001
         return [Probe("plugin", False, f"not available: {exc}")]
     try:

@@ -50,7 +50,7 @@ def register_cpu_custom_op(num_threads: int | None = None) -> None:
             return
         from onnxruntime_extensions import PyCustomOpDef, onnx_op
 
-        from ..plugin_host import aggregated_attention_host, load_host_library
+        from ..ops.host import aggregated_attention_host, load_host_library
 
         library = load_host_library()  # build or load now, so a missing compiler fails here, not mid-inference
         fallback_threads = num_threads or default_threads()
@@ -169,7 +169,7 @@ def cpu_session(model: str | os.PathLike | onnx.ModelProto, threads: int = 2, op
 def host_library_problem() -> str | None:
     """Why the custom-op graph cannot run on the CPU here (the host library neither ships with this
     install nor can be built: no compiler, no cmake...), or None when it can."""
-    from .. import plugin_host
+    from ..ops import host as plugin_host
 
     try:
         plugin_host.load_host_library()

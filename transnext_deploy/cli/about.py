@@ -38,7 +38,7 @@ def models(
     json_output: bool = typer.Option(False, "--json", help="Print the variants as JSON on stdout."),
 ) -> None:
     """List the TransNeXt variants, their configuration and published weights."""
-    from ..checkpoint import OFFICIAL_WEIGHTS
+    from ..models.checkpoint import OFFICIAL_WEIGHTS
     from ..models import VARIANTS, create_model
 
     rows = []
@@ -104,7 +104,7 @@ def cache(
     ~/.cache/transnext-deploy. bench keeps its exported artifacts there (about 900 MB after the
     defaults) and reuses them; `--clear bench` frees that space, and the next bench exports again.
     """
-    from ..artifacts import CACHE_PARTS, cache_dir, cache_usage, clear_cache
+    from ..cache import CACHE_PARTS, cache_dir, cache_usage, clear_cache
 
     parts = split_values(clear)
     if "all" in parts:

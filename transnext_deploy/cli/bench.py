@@ -1,4 +1,4 @@
-"""`transnext-deploy bench`: the command over `transnext_deploy.bench`; the table and its notes."""
+"""`transnext-deploy bench`: the command over `transnext_deploy.bench.run`; the table and its notes."""
 
 from __future__ import annotations
 
@@ -69,8 +69,8 @@ def bench_command(
     (fp32, CPU). Exported artifacts are made with `export` in --work-dir and reused. The table goes to
     stdout, progress to stderr.
     """
-    from ..bench import BenchOptions, run_bench
-    from ..bench_plot import plot_report
+    from ..bench.run import BenchOptions, run_bench
+    from ..bench.plot import plot_report
     from ..resolution import parse_resolution
 
     resolutions = [parse_resolution(r) for r in split_values(resolution)] or None
@@ -110,7 +110,7 @@ def bench_command(
 
 def _work_dir_line(path: str, default: bool) -> str:
     """Where the reused artifacts are and how much they take, and how to get the space back."""
-    from ..artifacts import cache_usage
+    from ..cache import cache_usage
     from .about import human_bytes
 
     if default:
@@ -126,7 +126,7 @@ def _table(report) -> Table:
     """One row per measured case; a backend that did not run is one row with a numbered reason."""
     from rich import box
 
-    from ..bench_report import fmt_number as f
+    from ..bench.report import fmt_number as f
 
     meta = report.meta
     machine = meta["machine"]

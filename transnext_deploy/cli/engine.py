@@ -53,7 +53,7 @@ def build_engine_command(
         check_batch_profile,
         read_engine_metadata,
     )
-    from ..plugin_build import find_plugin_library
+    from ..plugin.build import find_plugin_library
 
     precisions = tuple(dict.fromkeys(p.lower() for p in split_values(precision))) or PRECISIONS
     unknown = [p for p in precisions if p not in PRECISIONS]

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ..validation import FP32_TOLERANCE
+from ..compare import FP32_TOLERANCE
 from .app import SIZE_HELP, StepProgress, note, one_line_errors, say
 
 

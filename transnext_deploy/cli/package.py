@@ -1,4 +1,4 @@
-"""`transnext-deploy package`: the command over `transnext_deploy.package`."""
+"""`transnext-deploy package`: the command over `transnext_deploy.bundle.package`."""
 
 from __future__ import annotations
 
@@ -67,18 +67,18 @@ def package_command(
     resolutions, input and output contract, the published evaluation preprocessing, per-engine facts
     (TensorRT version, compute capability, compatibility flags, plugin library sha256), tool versions
     and the sha256 of every file. Run it with `transnext-deploy predict --bundle PATH` or
-    `transnext_deploy.runtime.load(PATH)`.
+    `transnext_deploy.bundle.runtime.load(PATH)`.
     """
     from ..export import ExportError
     from ..models.config import MODE
-    from ..package import PackageOptions, package
+    from ..bundle.package import PackageOptions, package
     from ..resolution import parse_resolution
 
     if hardware_compatibility not in HARDWARE_COMPATIBILITY:
         raise UserError(f"--hardware-compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, "
                         f"got {hardware_compatibility!r}")
     if triton is not None:
-        from ..triton_repository import check_repository_target
+        from ..serving.repository import check_repository_target
 
         check_repository_target(triton, triton_max_batch)  # before the export, not after it
     precisions = None
@@ -104,7 +104,7 @@ def package_command(
         f"{', '.join(m['name'] for m in manifest['models'])}, {len(manifest['files'])} files "
         f"({size_mb:.1f} MB), {engines_built} engine(s), {result.seconds:.0f} s", label="ok", style="green")
     if triton is not None:
-        from ..triton_repository import write_model_repository
+        from ..serving.repository import write_model_repository
 
         repository = write_model_repository(result.path, triton, triton_max_batch)
         for text in repository.notes:

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ..plugin_build import DEFAULT_CUDA_ARCHS
+from ..plugin.build import DEFAULT_CUDA_ARCHS
 from .app import StepProgress, UserError, note, one_line_errors, output_console
 
 
@@ -45,7 +45,7 @@ def build_plugin_command(
 
     Sources and build details: plugins/aggregated_attention/README.md.
     """
-    from ..plugin_build import build_plugin, default_build_dir, normalize_cuda_archs, plan_build
+    from ..plugin.build import build_plugin, default_build_dir, normalize_cuda_archs, plan_build
 
     if jobs is not None and jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")

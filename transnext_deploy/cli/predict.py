@@ -1,4 +1,4 @@
-"""`transnext-deploy predict`: classify images with a bundle (`transnext_deploy.runtime`)."""
+"""`transnext-deploy predict`: classify images with a bundle (`transnext_deploy.bundle.runtime`)."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def predict_command(
     import numpy as np
 
     from ..errors import TransNeXtDeployError, one_line
-    from ..runtime import load, top_k
+    from ..bundle.runtime import load, top_k
 
     if top < 1:
         raise UserError(f"--top must be at least 1, got {top}")

@@ -32,7 +32,7 @@ def serve_command(
     [-1, 1]) and returns top-K indices, probabilities and labels; model `transnext_tensor` takes
     preprocessed float32 images [-1, 3, H, W] and returns logits. Both batch dynamically. Runs until
     SIGTERM or Ctrl-C, then stops cleanly. Needs `pip install 'transnext-deploy\\[serve]'`."""
-    from ..serve import TritonServer, bundle_facts, check_ports, check_serve_options, serve_forever, triton_dist
+    from ..serving.server import TritonServer, bundle_facts, check_ports, check_serve_options, serve_forever, triton_dist
 
     check_serve_options(max_batch=max_batch, top=top, device=device)
     triton_dist()  # a missing server or a taken port is one line before the bundle is loaded

@@ -26,7 +26,7 @@ def download(
     from rich.progress import BarColumn, DownloadColumn, TextColumn, TransferSpeedColumn
 
     from ..artifacts import sha256sum
-    from ..checkpoint import download_weights, official_weights
+    from ..models.checkpoint import download_weights, official_weights
     from ..models import resolve_variant
 
     weights = official_weights(resolve_variant(size, "size"), resolution)

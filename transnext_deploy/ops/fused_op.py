@@ -106,7 +106,7 @@ _MESSAGES = threading.local()
 def cuda_library_path() -> Path:
     """The library the CUDA implementation loads: $TRANSNEXT_AA_CUDA_LIBRARY, else the build directory
     of `transnext-deploy build-plugin`. Raises CudaLibraryError (one line) when there is none."""
-    from ..plugin_build import LIBRARY_FILES, default_build_dir, find_cuda_library
+    from ..plugin.build import LIBRARY_FILES, default_build_dir, find_cuda_library
 
     env = os.environ.get(ENV_CUDA_LIBRARY)
     if env:
@@ -191,7 +191,7 @@ def _host_library() -> Path | None:
     with _HOST_LOCK:
         if "path" in _HOST:
             return _HOST["path"]  # type: ignore[return-value]
-        from ..plugin_build import PluginBuildError, ensure_host_library
+        from ..plugin.build import PluginBuildError, ensure_host_library
 
         try:
             _HOST["path"] = ensure_host_library()
@@ -204,7 +204,7 @@ def _host_library() -> Path | None:
 
 
 def _forward_host(tensors: list[torch.Tensor], attrs: dict[str, int], library: Path) -> torch.Tensor:
-    from ..plugin_host import aggregated_attention_host
+    from .host import aggregated_attention_host
 
     query = tensors[0]
     if query.shape[0] == 0:

@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
-from .artifacts import GRAPH_FILES, MANIFEST_FILE, PLUGIN_FILE, VALIDATION_FILE, engine_metadata_name, sha256sum
-from .bundle import (
+from .. import __version__
+from ..artifacts import GRAPH_FILES, MANIFEST_FILE, PLUGIN_FILE, VALIDATION_FILE, engine_metadata_name, sha256sum
+from .format import (
     FORMAT,
     FORMAT_VERSION,
     LABELS_FILE,
@@ -38,8 +38,8 @@ from .bundle import (
     model_dir,
     write_tarball,
 )
-from .engine import HARDWARE_COMPATIBILITY
-from .errors import TransNeXtDeployError
+from ..engine import HARDWARE_COMPATIBILITY
+from ..errors import TransNeXtDeployError
 from .images import preprocessing_spec
 
 LABELS_RESOURCE = "imagenet_classes.txt"
@@ -78,7 +78,7 @@ class PackageResult:
 
 def labels_path() -> Path:
     """The ImageNet-1k class names shipped with the package (torchvision's order, 1000 lines)."""
-    return Path(__file__).resolve().parent / "data" / LABELS_RESOURCE
+    return Path(__file__).resolve().parent.parent / "data" / LABELS_RESOURCE
 
 
 def read_labels(path: Path | None = None) -> list[str]:
@@ -107,7 +107,7 @@ def _check(options: PackageOptions) -> Path:
 
 
 def _export_options(options: PackageOptions, directory: Path):
-    from .export import ExportOptions
+    from ..export import ExportOptions
 
     return ExportOptions(variant=options.variant, resolutions=list(options.resolutions), mode=options.mode,
                          checkpoint=options.checkpoint, output_dir=directory, threads=options.threads,
@@ -116,7 +116,7 @@ def _export_options(options: PackageOptions, directory: Path):
 
 def _engine_plan(options: PackageOptions) -> tuple[tuple[str, ...], str | None]:
     """(precisions to build, why none are built)."""
-    from .engine import PRECISIONS, tensorrt_status
+    from ..engine import PRECISIONS, tensorrt_status
 
     wanted = PRECISIONS[::-1] if options.engines is None else tuple(dict.fromkeys(options.engines))
     unknown = [p for p in wanted if p not in PRECISIONS]
@@ -127,7 +127,7 @@ def _engine_plan(options: PackageOptions) -> tuple[tuple[str, ...], str | None]:
     status = tensorrt_status(need_plugin=False)
     reason = None if status.available else status.reason
     if reason is None and _existing_plugin(options) is None:
-        from .plugin_build import missing_for
+        from ..plugin.build import missing_for
 
         missing = missing_for("plugin")
         if missing:
@@ -142,13 +142,13 @@ def _engine_plan(options: PackageOptions) -> tuple[tuple[str, ...], str | None]:
 def _existing_plugin(options: PackageOptions) -> Path | None:
     """The plugin library already built here (build directory or $TRANSNEXT_AA_PLUGIN), unless
     --cuda-arch asks for a build for given architectures."""
-    from .engine import resolve_plugin_library
+    from ..engine import resolve_plugin_library
 
     return None if options.cuda_archs else resolve_plugin_library()[0]
 
 
 def _copy_sources(root: Path) -> None:
-    from .plugin_build import plugin_source_dir
+    from ..plugin.build import plugin_source_dir
 
     shutil.copytree(plugin_source_dir(), root / PLUGINS_DIR, ignore=_NOT_SOURCES)
 
@@ -164,7 +164,7 @@ def _library_entry(path: Path, root: Path) -> dict:
 
 
 def _host_library(root: Path) -> tuple[dict | None, str | None]:
-    from .plugin_build import ensure_host_library
+    from ..plugin.build import ensure_host_library
 
     try:
         return _library_entry(ensure_host_library(), root), None
@@ -175,7 +175,7 @@ def _host_library(root: Path) -> tuple[dict | None, str | None]:
 def _plugin_libraries(root: Path, options: PackageOptions, work: Path) -> dict[str, dict]:
     """The TensorRT plugin (static and loadLibrary variants) for the engines: the one built here, or
     built now (for --cuda-arch, default the CMake list); raises when the build fails."""
-    from .plugin_build import build_plugin, normalize_cuda_archs
+    from ..plugin.build import build_plugin, normalize_cuda_archs
 
     existing = _existing_plugin(options)
     if existing is not None:
@@ -194,7 +194,7 @@ def _plugin_libraries(root: Path, options: PackageOptions, work: Path) -> dict[s
 
 def _engines(directory: Path, relative: str, precisions: Sequence[str], options: PackageOptions,
              plugins: dict[str, dict], root: Path, progress: Callable[[str], None]) -> list[dict]:
-    from .engine import build_engines_for_artifact, read_engine_metadata
+    from ..engine import build_engines_for_artifact, read_engine_metadata
 
     library = root / plugins["plugin"]["file"]
     dynamic = root / plugins["plugin_dynamic"]["file"] if "plugin_dynamic" in plugins else None
@@ -222,8 +222,8 @@ def _engines(directory: Path, relative: str, precisions: Sequence[str], options:
 
 def package(options: PackageOptions, progress: Callable[[str], None] = lambda step: None) -> PackageResult:
     """Export, validate and assemble a bundle at options.output (a directory, or a .tar.gz)."""
-    from .engine import EnginePlan
-    from .export import check_options, export
+    from ..engine import EnginePlan
+    from ..export import check_options, export
 
     start = time.perf_counter()
     output = _check(options)

@@ -57,10 +57,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import PLUGIN_FILE, STANDARD_FILE, export_steps
-from .backends.base import Backend, NoProbe
-from .backends.pytorch import TorchBackend
-from .bench_artifacts import (
+from ..artifacts import PLUGIN_FILE, STANDARD_FILE, export_steps
+from ..backends.base import Backend, NoProbe
+from ..backends.pytorch import TorchBackend
+from .work import (
     bench_input,
     default_work_dir,
     ensure_artifacts,
@@ -68,13 +68,13 @@ from .bench_artifacts import (
     random_checkpoint,
     save_polygraphy_data,
 )
-from .bench_report import BenchError, BenchReport, BenchRow, machine_info
-from .errors import InvalidArgumentError, one_line
-from .machine import available_cpus
-from .memory import release_free_memory
-from .models import VARIANTS, resolve_variant
-from .models.config import check_input_size
-from .resolution import pair
+from .report import BenchError, BenchReport, BenchRow, machine_info
+from ..errors import InvalidArgumentError, one_line
+from ..machine import available_cpus
+from ..memory import release_free_memory
+from ..models import VARIANTS, resolve_variant
+from ..models.config import check_input_size
+from ..resolution import pair
 
 BACKENDS = ("torch-plain", "torch-fast", "torch-fused", "torch-compile", "ort-cpu", "ort-cpu-custom", "ort-cuda",
             "tensorrt-fp32", "tensorrt-fp16")
@@ -215,16 +215,16 @@ def backend_availability(backends: Sequence[str], device: str, explicit: set[str
         if b == "torch-fused":
             reason = _fused_op_problem(device)
         elif b == "ort-cpu-custom":
-            from .backends.onnxrt import custom_op_problem
+            from ..backends.onnxrt import custom_op_problem
 
             reason = custom_op_problem(threads)
         elif b == "ort-cuda":
-            from .backends.onnxrt import ort_cuda_problem
+            from ..backends.onnxrt import ort_cuda_problem
 
             reason = ort_cuda_problem()
         elif b.startswith("tensorrt-"):
             if trt_status is None:
-                from .engine import tensorrt_status
+                from ..engine import tensorrt_status
 
                 trt_status = tensorrt_status(plugin_library)
             reason = None if trt_status.available else trt_status.reason
@@ -234,7 +234,7 @@ def backend_availability(backends: Sequence[str], device: str, explicit: set[str
 
 def _fused_op_problem(device: str) -> str | None:
     """On CUDA the op needs the kernel library; on the CPU it always runs (host library or decomposition)."""
-    from .ops.fused_op import implementation
+    from ..ops.fused_op import implementation
 
     description = implementation(device)
     return description.removeprefix("not available: ") if description.startswith("not available") else None
@@ -268,7 +268,7 @@ def _measure_case(loaded: dict[str, Backend], resolution: tuple[int, int], batch
     """One resolution x batch for every loaded backend: per backend its warm-up passes (memory is
     measured around them), then timed passes interleaved across backends round by round, in
     alternating order (ABBA), so load from elsewhere on the machine hits every backend alike."""
-    from .validation import error_stats, top1_agreement
+    from ..compare import error_stats, top1_agreement
 
     x, reference = case
     rows: dict[str, BenchRow] = {}
@@ -364,9 +364,9 @@ def run_bench(options: BenchOptions, progress: Progress | None = None) -> BenchR
     """Run the benchmark; every requested backend x resolution x batch gets a row."""
     import torch
 
-    from . import __version__
-    from .engine import plan_engines
-    from .export import ExportOptions, build_model
+    from .. import __version__
+    from ..engine import plan_engines
+    from ..export import ExportOptions, build_model
 
     started = time.perf_counter()
     plan = check_options(options)
@@ -401,7 +401,7 @@ def run_bench(options: BenchOptions, progress: Progress | None = None) -> BenchR
             checkpoint = random_checkpoint(plan.variant, options.seed, work_dir)
             weights_note = f"seeded random weights (seed {options.seed}): speed and agreement only, not accuracy"
         elif options.checkpoint == "official":
-            from .checkpoint import download_weights, official_weights
+            from ..models.checkpoint import download_weights, official_weights
 
             checkpoint = download_weights(official_weights(plan.variant))
             weights_note = f"official weights {checkpoint.name}"
@@ -506,7 +506,7 @@ def _load_backend(name: str, plain, fast, artifact: Path | None, plan: _Plan, op
         if name == "torch-fast":
             return TorchBackend(fast, plan.device)
         if name == "torch-fused":
-            from .ops.fused_op import implementation
+            from ..ops.fused_op import implementation
 
             backend = TorchBackend(copy.deepcopy(fast).set_attention("fused"), plan.device)
             backend.notes = (f"fused op: {implementation(plan.device)}",)
@@ -515,7 +515,7 @@ def _load_backend(name: str, plain, fast, artifact: Path | None, plan: _Plan, op
             return TorchBackend(copy.deepcopy(fast), plan.device, compile_model=True)
     assert artifact is not None
     if name.startswith("ort-"):
-        from .backends.onnxrt import OrtCpuBackend, OrtCudaBackend
+        from ..backends.onnxrt import OrtCpuBackend, OrtCudaBackend
 
         if name == "ort-cpu":
             return OrtCpuBackend(artifact / STANDARD_FILE, plan.threads)
@@ -524,7 +524,7 @@ def _load_backend(name: str, plain, fast, artifact: Path | None, plan: _Plan, op
         if name == "ort-cuda":
             return OrtCudaBackend(artifact / STANDARD_FILE)
     if name.startswith("tensorrt-"):
-        from .backends.trt import TensorRTBackend
+        from ..backends.trt import TensorRTBackend
 
         return TensorRTBackend(artifact, name.split("-", 1)[1], plan.batches, options.plugin_library)
     raise BenchError(f"unknown backend {name!r}")

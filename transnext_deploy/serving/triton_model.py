@@ -18,8 +18,8 @@ import json
 
 import numpy as np
 
-from .errors import TransNeXtDeployError, one_line
-from .serve import IMAGE_INPUT, LOGITS_OUTPUT, TENSOR_INPUT
+from ..errors import TransNeXtDeployError, one_line
+from .server import IMAGE_INPUT, LOGITS_OUTPUT, TENSOR_INPUT
 
 
 class _RequestError(TransNeXtDeployError):
@@ -35,7 +35,7 @@ class TritonPythonModel:
     """Triton's Python-backend interface: initialize, execute (a list of requests -> one response each), finalize."""
 
     def initialize(self, args: dict) -> None:
-        from . import runtime
+        from ..bundle import runtime
 
         params = _parameters(args)
         self.kind = params["kind"]
@@ -50,7 +50,7 @@ class TritonPythonModel:
         return self._execute_image(requests, pb_utils)
 
     def _execute_image(self, requests: list, pb_utils) -> list:
-        from .runtime import top_k
+        from ..bundle.runtime import top_k
 
         tensors: list[list[np.ndarray] | None] = []  # per request: its preprocessed images, or None if refused
         responses: list = [None] * len(requests)

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .artifacts import INPUT_NAME
-from .errors import InvalidArgumentError, TransNeXtDeployError
+from ..artifacts import INPUT_NAME
+from ..errors import InvalidArgumentError, TransNeXtDeployError
 
 IMAGE_MODEL = "transnext"  # encoded image bytes -> top-K
 TENSOR_MODEL = "transnext_tensor"  # preprocessed (B, 3, H, W) float32 -> logits
@@ -51,7 +51,7 @@ DEVICES = ("auto", "tensorrt", "cuda", "cpu")
 # lives in the package, so nothing but the package's own code runs in the server.
 _MODEL_SHIM = (
     "# Written by transnext-deploy serve: Triton's Python backend loads this file.\n"
-    "from transnext_deploy.serve_model import TritonPythonModel  # noqa: F401\n"
+    "from transnext_deploy.serving.triton_model import TritonPythonModel  # noqa: F401\n"
 )
 
 
@@ -395,7 +395,7 @@ def bundle_facts(bundle: str | os.PathLike, device: str = "auto") -> tuple[tuple
     """Load the bundle once in this process before starting the server, so a bad bundle or a refused
     backend is one line here rather than a model that fails to load inside Triton.
     Returns the input size (H, W), the backend the predictor chose and the number of classes."""
-    from . import runtime
+    from ..bundle import runtime
 
     with runtime.load(bundle, device=device) as predictor:
         if not predictor.labels:

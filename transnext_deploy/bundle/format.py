@@ -28,8 +28,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .artifacts import MANIFEST_FILE, sha256sum
-from .errors import TransNeXtDeployError
+from ..artifacts import MANIFEST_FILE, sha256sum
+from ..errors import TransNeXtDeployError
 
 FORMAT = "transnext-deploy bundle"
 FORMAT_VERSION = 1

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import cache_dir
-from .errors import TransNeXtDeployError
-from .models.config import VARIANTS
-from .models.transnext import TransNeXt
+from ..cache import cache_dir
+from ..errors import TransNeXtDeployError
+from .config import VARIANTS
+from .transnext import TransNeXt
 
 WRAPPER_KEYS = ("model", "state_dict", "module")
 HUB_URL_ENV = "TRANSNEXT_DEPLOY_HUB_URL"

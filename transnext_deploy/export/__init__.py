@@ -34,8 +34,8 @@ import numpy as np
 import onnx
 import torch
 
-from . import __version__
-from .artifacts import (
+from .. import __version__
+from ..artifacts import (
     BATCH_PROFILE,
     FUNCTION_FILE,
     GRAPH_FILES,
@@ -51,18 +51,18 @@ from .artifacts import (
     normalize_images,
     sha256sum,
 )
-from .backends.onnxrt import OrtCpuBackend, host_library_problem
-from .backends.pytorch import TorchBackend
-from .checkpoint import CheckpointError, download_weights, load_checkpoint, official_weights
-from .engine import EngineError, EnginePlan, build_engines_for_artifact, plan_engines
-from .errors import InvalidArgumentError, TransNeXtDeployError
-from .models import VARIANTS, create_model, resolve_variant
-from .models.config import MODE, POSITION_BIAS, check_fixed_pool_size, check_input_size, check_pretrain_size
-from .models.transnext import AggregatedAttention, TransNeXt
-from .ops.aggregated_attention import OP_DOMAIN, OP_NAME, OP_VERSION
-from .resolution import pair
+from ..backends.onnxrt import OrtCpuBackend, host_library_problem
+from ..backends.pytorch import TorchBackend
+from ..models.checkpoint import CheckpointError, download_weights, load_checkpoint, official_weights
+from ..engine import EngineError, EnginePlan, build_engines_for_artifact, plan_engines
+from ..errors import InvalidArgumentError, TransNeXtDeployError
+from ..models import VARIANTS, create_model, resolve_variant
+from ..models.config import MODE, POSITION_BIAS, check_fixed_pool_size, check_input_size, check_pretrain_size
+from ..models.transnext import AggregatedAttention, TransNeXt
+from ..ops.aggregated_attention import OP_DOMAIN, OP_NAME, OP_VERSION
+from ..resolution import pair
 from .rewrite import function_form, fused_model, overload_name
-from .validation import FP32_TOLERANCE, Tolerance, allclose_check, error_stats, top1_agreement
+from ..compare import FP32_TOLERANCE, Tolerance, allclose_check, error_stats, top1_agreement
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17
@@ -344,7 +344,7 @@ def _manifest(model: TransNeXt, options: ExportOptions, resolution, weights, mat
     h, w = resolution
     names = output_names(model)
     if model.backbone:
-        from .models.position_bias import stage_grids
+        from ..models.position_bias import stage_grids
 
         grids = stage_grids(h, w)
         outputs = {n: ["batch", model.config.embed_dims[i], *grids[i]] for i, n in enumerate(names)}

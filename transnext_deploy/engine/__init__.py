@@ -42,19 +42,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from .artifacts import (
+from ..cache import cache_dir
+from ..artifacts import (
     BATCH_PROFILE,
     ENGINE_SOURCE,
     PLUGIN_ENV,
-    cache_dir,
     engine_file_name,
     engine_metadata_name,
     engine_step,
     sha256sum,
 )
-from .errors import TransNeXtDeployError
-from .machine import CudaDevice, cuda_devices
-from .validation import FP32_TOLERANCE, Tolerance
+from ..errors import TransNeXtDeployError
+from ..machine import CudaDevice, cuda_devices
+from ..compare import FP32_TOLERANCE, Tolerance
 
 PRECISIONS = ("fp32", "fp16")
 # fp16 engines against PyTorch float32. Not measured on TensorRT (no GPU where it was chosen): taken
@@ -104,7 +104,7 @@ def _tensorrt_module_problem() -> str | None:
 
 def resolve_plugin_library(plugin_library: str | os.PathLike | None = None) -> tuple[Path | None, str]:
     """(path, where it came from) for the plugin library, or (None, where it was looked for)."""
-    from .plugin_build import default_build_dir, find_plugin_library
+    from ..plugin.build import default_build_dir, find_plugin_library
 
     if plugin_library is not None:
         path = Path(plugin_library).expanduser()
@@ -165,7 +165,7 @@ def load_plugin(plugin_library: str | os.PathLike | None = None) -> Path:
     creator is in TensorRT's registry."""
     import tensorrt as trt
 
-    from .ops.aggregated_attention import OP_NAME, OP_NAMESPACE, OP_VERSION
+    from ..ops.aggregated_attention import OP_NAME, OP_NAMESPACE, OP_VERSION
 
     path, where = resolve_plugin_library(plugin_library)
     if path is None:
@@ -251,7 +251,7 @@ def uses_custom_op(onnx_path: str | os.PathLike) -> bool:
     TensorRT then wants the plugin loaded."""
     import onnx
 
-    from .ops.aggregated_attention import OP_NAME
+    from ..ops.aggregated_attention import OP_NAME
 
     model = onnx.load(str(onnx_path), load_external_data=False)
     return any(n.op_type == OP_NAME for n in model.graph.node)
@@ -396,7 +396,7 @@ def build_engine(
         metadata["timing_cache"] = str(cache_path)
     except OSError as exc:  # a cache that cannot be written only makes the next build slower
         metadata["timing_cache"] = f"not written: {exc}"
-    from . import __version__
+    from .. import __version__
 
     metadata.update({
         "engine_file": engine_path.name,

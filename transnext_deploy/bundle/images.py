@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import IMAGENET_MEAN, IMAGENET_STD
-from .errors import TransNeXtDeployError
+from ..artifacts import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import TransNeXtDeployError
 
 CROP_PCT = 0.875  # 224 / 256, the published evaluation's crop ratio below 384
 WARP_FROM = 384  # from this side on, the published evaluation warps to size x size (no crop)

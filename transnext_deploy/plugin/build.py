@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from .artifacts import cache_dir
-from .errors import TransNeXtDeployError
+from ..cache import cache_dir
+from ..errors import TransNeXtDeployError
 
 ENV_PLUGIN_DIR = "TRANSNEXT_DEPLOY_PLUGIN_DIR"
 ENV_TENSORRT_ROOT = "TENSORRT_ROOT"
@@ -111,7 +111,8 @@ class TensorRTLocation:
 
 
 def package_dir() -> Path:
-    return Path(__file__).resolve().parent
+    """The installed or checked-out `transnext_deploy` directory."""
+    return Path(__file__).resolve().parent.parent
 
 
 def checkout_root() -> Path | None:
@@ -142,7 +143,7 @@ def plugin_source_dir() -> Path:
 
 
 def user_cache_dir() -> Path:
-    """The per-user build directory: plugins/ in the user cache (artifacts.cache_dir:
+    """The per-user build directory: plugins/ in the user cache (cache.cache_dir:
     $TRANSNEXT_DEPLOY_CACHE, else $XDG_CACHE_HOME or ~/.cache, then transnext-deploy)."""
     return cache_dir() / "plugins"
 

@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InvalidArgumentError, TransNeXtDeployError
+from ..errors import InvalidArgumentError, TransNeXtDeployError
 
 MODEL_NAME = "transnext_tensor"
 ENGINE_PREFERENCE = ("fp16", "fp32")  # as runtime.load picks: fp16 engines are validated and faster
@@ -143,7 +143,7 @@ def write_model_repository(bundle_dir: str | os.PathLike, out_dir: str | os.Path
     (`platform: "onnxruntime_onnx"`). `resolution` picks one model of a multi-resolution bundle
     (default: the first). `out_dir` must not exist or be empty; it is written whole or not at all.
     """
-    from .bundle import open_bundle
+    from ..bundle.format import open_bundle
 
     out = check_repository_target(out_dir, max_batch)
     opened = open_bundle(bundle_dir)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import TransNeXtDeployError
-from .machine import available_cpus, cpu_name, cuda_devices, load_average
+from ..errors import TransNeXtDeployError
+from ..machine import available_cpus, cpu_name, cuda_devices, load_average
 
 
 class BenchError(TransNeXtDeployError):

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .artifacts import PLUGIN_ENV, PLUGIN_FILE, STANDARD_FILE, sha256sum
-from .bundle import LIB_DIR, BundleError, OpenBundle, open_bundle
-from .errors import InvalidArgumentError, TransNeXtDeployError
+from ..artifacts import PLUGIN_ENV, PLUGIN_FILE, STANDARD_FILE, sha256sum
+from .format import LIB_DIR, BundleError, OpenBundle, open_bundle
+from ..errors import InvalidArgumentError, TransNeXtDeployError
 from .images import preprocess
 
 DEVICES = ("auto", "tensorrt", "cuda", "cpu")
@@ -95,7 +95,7 @@ def engine_problem(engine: dict, tensorrt_version: str, compute_capability: tupl
 
 def _plugin_libraries(opened: OpenBundle) -> dict[str, str]:
     """{sha256: path} of the plugin libraries within reach: the bundle's, $TRANSNEXT_AA_PLUGIN, the build directory."""
-    from .plugin_build import find_plugin_library
+    from ..plugin.build import find_plugin_library
 
     candidates = [opened.root / LIB_DIR / PLUGIN_LIBRARY]
     if os.environ.get(PLUGIN_ENV):
@@ -124,8 +124,8 @@ class _Runner:
 
 
 def _tensorrt(opened: OpenBundle, model: dict) -> tuple[_Runner, list[str]]:
-    from .engine import tensorrt_status
-    from .machine import cuda_devices
+    from ..engine import tensorrt_status
+    from ..machine import cuda_devices
 
     engines = model.get("engines") or []
     status = tensorrt_status(need_plugin=False)  # what this machine lacks, said even when the bundle has no engine
@@ -145,8 +145,8 @@ def _tensorrt(opened: OpenBundle, model: dict) -> tuple[_Runner, list[str]]:
         if problem:
             problems.append(f"{engine['file']}: {problem}")
             continue
-        from .backends.trt import TensorRTRunner
-        from .engine import EngineError
+        from ..backends.trt import TensorRTRunner
+        from ..engine import EngineError
 
         library = (engine.get("plugin_library") or {}).get("sha256")
         try:
@@ -162,7 +162,7 @@ def _tensorrt(opened: OpenBundle, model: dict) -> tuple[_Runner, list[str]]:
 
 
 def _ort_cuda(opened: OpenBundle, model: dict) -> tuple[_Runner, list[str]]:
-    from .backends.onnxrt import OrtCudaBackend, OrtCudaUnavailable, ort_cuda_problem
+    from ..backends.onnxrt import OrtCudaBackend, OrtCudaUnavailable, ort_cuda_problem
 
     problem = ort_cuda_problem()
     if problem:
@@ -175,7 +175,7 @@ def _ort_cuda(opened: OpenBundle, model: dict) -> tuple[_Runner, list[str]]:
 
 
 def _ort_cpu(opened: OpenBundle, model: dict, threads: int | None) -> tuple[_Runner, list[str]]:
-    from .backends.onnxrt import OrtCpuBackend, custom_op_problem, default_threads, host_library_problem
+    from ..backends.onnxrt import OrtCpuBackend, custom_op_problem, default_threads, host_library_problem
 
     threads = threads or default_threads()
     graph = model["graphs"].get(PLUGIN_FILE)
@@ -293,7 +293,7 @@ def _select_model(manifest: dict, resolution) -> dict:
     models = manifest["models"]
     if resolution is None:
         return models[0]
-    from .resolution import pair, parse_resolution
+    from ..resolution import pair, parse_resolution
 
     wanted = list(pair(parse_resolution(resolution) if isinstance(resolution, str) else resolution))
     for model in models:

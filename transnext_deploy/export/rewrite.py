@@ -32,8 +32,8 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from .errors import TransNeXtDeployError
-from .ops.aggregated_attention import (
+from ..errors import TransNeXtDeployError
+from ..ops.aggregated_attention import (
     INPUT_NAMES,
     OP_DOMAIN,
     OP_NAME,
@@ -412,7 +412,7 @@ def decomposition_function(attrs: dict[str, int], head_dim: int, opset: int) -> 
     """The op's standard-op body for one set of attributes, exported from `aggregated_attention_core`."""
     import torch
 
-    from .ops.aggregated_attention import aggregated_attention_core
+    from ..ops.aggregated_attention import aggregated_attention_core
 
     a = attrs
 

@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from .bench_report import BenchError, BenchReport, BenchRow
+from .report import BenchError, BenchReport, BenchRow
 
 _COLORS = {
     "torch-plain": "#c0392b", "torch-fast": "#e67e22", "torch-fused": "#a04000", "torch-compile": "#f1c40f",

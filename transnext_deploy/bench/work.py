@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import (
+from ..cache import cache_dir
+from ..artifacts import (
     FUNCTION_FILE,
     INPUT_NAME,
     MANIFEST_FILE,
@@ -21,11 +22,10 @@ from .artifacts import (
     PLUGIN_FILE,
     STANDARD_FILE,
     artifact_name,
-    cache_dir,
     normalize_images,
     sha256sum,
 )
-from .engine import EnginePlan
+from ..engine import EnginePlan
 
 REFERENCE = "pytorch-plain-fp32"  # the runner name of the saved reference outputs
 ExportProgress = Callable[[tuple[int, int], str], None]
@@ -37,13 +37,13 @@ def default_work_dir() -> Path:
 
 def _code_fingerprint() -> str:
     """sha256 of the sources that decide what an export contains."""
-    root = Path(__file__).resolve().parent
-    files = sorted([root / "artifacts.py", root / "export.py", root / "rewrite.py", *root.glob("models/*.py"),
+    root = Path(__file__).resolve().parent.parent
+    files = sorted([root / "artifacts.py", *root.glob("export/*.py"), *root.glob("models/*.py"),
                     *root.glob("ops/*.py")])
     digest = hashlib.sha256()
     for f in files:
         if f.is_file():
-            digest.update(f.name.encode())
+            digest.update(f.relative_to(root).as_posix().encode())
             digest.update(f.read_bytes())
     return digest.hexdigest()
 
@@ -52,7 +52,7 @@ def random_checkpoint(variant: str, seed: int, work_dir: Path) -> Path:
     """A seeded random checkpoint, written once: export and reference then share weights exactly."""
     import torch
 
-    from .models import create_model
+    from ..models import create_model
 
     path = work_dir / f"transnext_{variant}_random_seed{seed}.pth"
     if path.is_file():
@@ -92,7 +92,7 @@ def ensure_artifacts(variant: str, resolutions: Sequence[tuple[int, int]], check
                      engines: EnginePlan | None = None) -> dict[tuple[int, int], Path]:
     """Exported artifact directories for every resolution, exporting (with `engines`, see
     export.export) only those not already there."""
-    from .export import DEFAULT_OPSET, ExportOptions, export
+    from ..export import DEFAULT_OPSET, ExportOptions, export
 
     weights_sha = sha256sum(checkpoint)
     fingerprint = _code_fingerprint()
@@ -119,7 +119,7 @@ def ensure_artifacts(variant: str, resolutions: Sequence[tuple[int, int]], check
 def bench_input(resolution: tuple[int, int], batch: int, seed: int) -> np.ndarray:
     """A batch of ImageNet-normalised images: the sample photo shipped with matplotlib first (when
     installed), then seeded uniform noise."""
-    from .export import validation_inputs
+    from ..export import validation_inputs
 
     h, w = resolution
     named = validation_inputs(resolution, seed)
@@ -151,7 +151,7 @@ def save_polygraphy_data(directory: Path, x: np.ndarray, reference: np.ndarray) 
 def polygraphy_commands(artifact: Path, inputs: Path, outputs: Path, batch: int, resolution: tuple[int, int]
                         ) -> dict[str, str]:
     """`polygraphy run` command lines that repeat this comparison against the saved PyTorch outputs."""
-    from .engine import ENGINE_TOLERANCES
+    from ..engine import ENGINE_TOLERANCES
 
     fp32, fp16 = (f"--atol {t.atol:g} --rtol {t.rtol:g}" for t in (ENGINE_TOLERANCES["fp32"], ENGINE_TOLERANCES["fp16"]))
     h, w = resolution

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InvalidArgumentError, TransNeXtDeployError
-from .ops.aggregated_attention import INPUT_NAMES
+from ..errors import InvalidArgumentError, TransNeXtDeployError
+from .aggregated_attention import INPUT_NAMES
 
 _LIB_LOCK = threading.Lock()
 _LIBS: dict[str, ctypes.CDLL] = {}  # by resolved path and by the path as given
@@ -108,7 +108,7 @@ def load_host_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
     if path is None:
         if _DEFAULT:
             return _DEFAULT[0]
-        from .plugin_build import ensure_host_library
+        from ..plugin.build import ensure_host_library
 
         lib = load_host_library(ensure_host_library())
         _DEFAULT[:] = [lib]
