@@ -48,13 +48,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # simple_png, publishe
 from published_model import load_published  # noqa: E402
 from simple_png import bar_chart  # noqa: E402
 
-from transnext_deploy import __version__, create_model  # noqa: E402
+from transnext_deploy import __version__, artifacts, create_model  # noqa: E402
 from transnext_deploy import plugin as plugin_build  # noqa: E402
+from transnext_deploy.compare import error_stats  # noqa: E402
 from transnext_deploy.models import VARIANTS  # noqa: E402
 from transnext_deploy.models.position_bias import stage_grids  # noqa: E402
 from transnext_deploy.ops import fused_op  # noqa: E402
-from transnext_deploy.ops.aggregated_attention import INPUT_NAMES, aggregated_attention_core, input_shapes  # noqa: E402
-from transnext_deploy.compare import error_stats  # noqa: E402
+from transnext_deploy.ops.aggregated_attention import aggregated_attention_core  # noqa: E402
+from transnext_deploy.ops.contract import INPUT_NAMES, input_shapes  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 IMPLS = ("plain", "fast", "fused")
@@ -218,7 +219,7 @@ def ensure_cuda_library(args, notes: list[str]) -> str | None:
                                           jobs=os.cpu_count() or 2)
     except plugin_build.PluginBuildError as exc:
         return f"{problem}; building it failed: {exc}"
-    os.environ[fused_op.ENV_CUDA_LIBRARY] = str(built.libraries["cuda_api"])
+    os.environ[artifacts.CUDA_LIBRARY_ENV] = str(built.libraries["cuda_api"])
     notes.append(f"built libtransnext_aa_cuda.so for sm_{arch} in {built.build_dir}")
     problem = fused_op.implementation("cuda")
     return problem if problem.startswith("not available") else None

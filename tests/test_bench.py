@@ -13,7 +13,8 @@ import torch
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from transnext_deploy.bench.run import BACKENDS, BenchError, BenchOptions, run_bench
+from transnext_deploy.backends.registry import BACKENDS
+from transnext_deploy.bench.run import BenchError, BenchOptions, run_bench
 from transnext_deploy.bench.work import ensure_artifacts
 from transnext_deploy.bench.plot import plot_report
 from transnext_deploy.bench.report import load_report
@@ -38,21 +39,32 @@ def bench_setup(tmp_path_factory):
                            warmup=1, max_seconds=1.0, min_runs=1, threads=2, checkpoint=str(ckpt),
                            work_dir=root / "work")
     events = []
-    report = run_bench(options, progress=lambda d, done, total: events.append((d, done, total)))
+    done = [0.0]
+
+    def progress(description, *, advance=0.0, total=None):
+        done[0] += advance
+        events.append((description, done[0], total))
+
+    report = run_bench(options, progress=progress)
     return report, options, root, events
 
 
-def _rows(report, backend):
-    return [r for r in report.rows if r.backend == backend]
+def _rows(report, label):
+    return [r for r in report.rows if r.label == label]
+
+
+CASES = [f"{name} {p}" if spec.engine else name for name, spec in BACKENDS.items()
+         for p in (("fp32", "fp16") if spec.engine else (None,))]
 
 
 def test_every_backend_has_a_row_per_case(bench_setup):
     report, _, _, events = bench_setup
     cases = {(r, b) for r in RESOLUTIONS for b in BATCHES}
-    for backend in BACKENDS:
-        assert {(tuple(r.resolution), r.batch) for r in _rows(report, backend)} == cases, backend
-    assert len(report.rows) == len(BACKENDS) * len(cases)
-    for backend in ("torch-plain", "torch-fast", "ort-cpu", "ort-cpu-custom"):
+    for label in CASES:  # an engine backend has a row per precision
+        assert {(tuple(r.resolution), r.batch) for r in _rows(report, label)} == cases, label
+    assert len(report.rows) == len(CASES) * len(cases)
+    assert set(report.meta["backends"]) == set(BACKENDS) and report.meta["cases"] == CASES
+    for backend in ("torch-plain", "torch-fast", "onnxruntime-cpu", "onnxruntime-cpu-custom"):
         assert all(r.status == "ok" for r in _rows(report, backend)), [r.status_text for r in _rows(report, backend)]
     compile_rows = _rows(report, "torch-compile")
     assert all(r.status == "skipped" and "--backend torch-compile" in r.reason for r in compile_rows)
@@ -64,12 +76,12 @@ def test_missing_backends_say_why(bench_setup):
     status = tensorrt_status()
     if status.available:
         pytest.skip("TensorRT, a GPU and the plugin are present here")
-    for backend in ("tensorrt-fp32", "tensorrt-fp16"):
+    for backend in ("tensorrt fp32", "tensorrt fp16"):
         for r in _rows(report, backend):
             assert r.status == "not available" and r.reason == status.reason
             assert r.status_text.startswith("not available: ")
     if not torch.cuda.is_available():
-        for r in _rows(report, "ort-cuda"):
+        for r in _rows(report, "onnxruntime-cuda"):
             assert r.status == "not available" and "CUDA" in r.reason, r.reason
 
 
@@ -88,10 +100,10 @@ def test_latency_throughput_memory_fields(bench_setup):
 
 def test_without_warmup_the_first_timed_pass_is_measured(bench_setup):
     _, options, _, _ = bench_setup
-    report = run_bench(BenchOptions(variant="micro", resolutions=[64], batches=[1], backends=["ort-cpu", "torch-fast"],
+    report = run_bench(BenchOptions(variant="micro", resolutions=[64], batches=[1], backends=["onnxruntime-cpu", "torch-fast"],
                                     runs=2, warmup=0, min_runs=1, threads=2, checkpoint=options.checkpoint,
                                     work_dir=options.work_dir))
-    assert [r.backend for r in report.rows] == ["torch-fast", "ort-cpu"]
+    assert [r.backend for r in report.rows] == ["torch-fast", "onnxruntime-cpu"]
     for r in report.rows:
         assert r.ok and r.runs == 2 and r.first_call_ms == pytest.approx(r.times_ms[0], abs=1e-3)
         if reset_high_water_mark():
@@ -100,7 +112,7 @@ def test_without_warmup_the_first_timed_pass_is_measured(bench_setup):
 
 def test_exported_graphs_match_the_reference(bench_setup):
     report, _, _, _ = bench_setup
-    for backend in ("ort-cpu", "ort-cpu-custom", "torch-fast"):
+    for backend in ("onnxruntime-cpu", "onnxruntime-cpu-custom", "torch-fast"):
         for r in _rows(report, backend):
             acc = r.accuracy
             assert acc["max_abs"] <= MAX_ABS_TOL, (backend, r.resolution, r.batch, acc)
@@ -146,7 +158,7 @@ def test_plot_labels_every_bar_and_keeps_the_p90_whiskers_apart(bench_setup):
     from transnext_deploy.bench.plot import report_figure
 
     report, _, _, _ = bench_setup
-    measured = {r.backend for r in report.rows if r.ok}
+    measured = {r.label for r in report.rows if r.ok}
     fig = report_figure(report)
     try:
         top, bottom = fig.axes[:len(BATCHES)], fig.axes[len(BATCHES):2 * len(BATCHES)]
@@ -170,17 +182,21 @@ def test_plot_labels_every_bar_and_keeps_the_p90_whiskers_apart(bench_setup):
 def test_polygraphy_reproduces_the_comparison(bench_setup):
     report, _, _, _ = bench_setup
     entry = report.polygraphy[0]
-    assert set(entry["commands"]) >= {"ort-cpu", "ort-cpu-function-form", "tensorrt-fp32", "tensorrt-fp16"}
-    assert '--plugins "$TRANSNEXT_AA_PLUGIN"' in entry["commands"]["tensorrt-fp16"]
+    assert set(entry["commands"]) >= {"onnxruntime-cpu", "onnxruntime-cpu-function-form", "tensorrt fp32",
+                                      "tensorrt fp16"}
+    assert '--plugins "$TRANSNEXT_AA_PLUGIN"' in entry["commands"]["tensorrt fp16"]
     h, w = entry["resolution"]
-    assert f"--trt-min-shapes 'images:[{entry['batch']},3,{h},{w}]'" in entry["commands"]["tensorrt-fp16"]  # zsh
-    proc = subprocess.run(shlex.split(entry["commands"]["ort-cpu"]), capture_output=True, text=True, timeout=300, check=False)
+    assert f"--trt-min-shapes 'images:[{entry['batch']},3,{h},{w}]'" in entry["commands"]["tensorrt fp16"]  # zsh
+    proc = subprocess.run(shlex.split(entry["commands"]["onnxruntime-cpu"]), capture_output=True, text=True,
+                          timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "PASSED" in proc.stdout + proc.stderr
 
 
 def test_bad_options_are_refused_before_any_work(tmp_path):
-    for kwargs, fragment in (({"backends": ["tensorrt"]}, "unknown backend 'tensorrt'"),
+    for kwargs, fragment in (({"backends": ["tensorrt-fp16"]}, "unknown backend 'tensorrt-fp16'"),
+                             ({"precisions": ["int8"]}, "precisions must be among fp32, fp16"),
+                             ({"checkpoint": str(tmp_path / "none.pth")}, "checkpoint not found"),
                              ({"resolutions": [16]}, "unsupported resolution 16x16"),
                              ({"batches": [0]}, "batch sizes must be >= 1"),
                              ({"variant": "huge"}, "unknown size 'huge'"),
@@ -218,7 +234,9 @@ def test_cli_help_documents_every_option():
     (["-b", "two"], "--batch takes whole numbers"),
     (["-s", "huge"], "unknown size 'huge'"),
     (["--plot", "out.svg"], "--plot writes a PNG"),
-    (["--device", "tpu"], "device must be auto, cpu or cuda"),
+    (["--device", "tpu"], "device must be one of auto, cpu, cuda, got 'tpu'"),
+    (["--device", "tensorrt"], "(tensorrt is a backend: ask for it by name)"),
+    (["--precision", "int8"], "precisions must be among fp32, fp16"),
 ])
 def test_cli_bad_input_is_one_line(tmp_path, args, fragment):
     result = invoke("bench", "-s", "micro", "-r", "64", "--work-dir", str(tmp_path / "w"), *args)
@@ -232,15 +250,17 @@ def test_cli_bad_input_is_one_line(tmp_path, args, fragment):
 def test_cli_run_writes_table_json_and_plot(bench_setup, tmp_path):
     _, options, _, _ = bench_setup
     json_path, plot_path = tmp_path / "b.json", tmp_path / "b.png"
-    result = invoke("bench", "-s", "micro", "-r", "64", "--backend", "ort-cpu,torch-fast", "--backend",
-                    "tensorrt-fp16", "--runs", "2", "--warmup", "1", "--threads", "2", "-c", str(options.checkpoint),
+    result = invoke("bench", "-s", "micro", "-r", "64", "--backend", "onnxruntime-cpu,torch-fast", "--backend",
+                    "tensorrt", "--precision", "fp16", "--runs", "2", "--warmup", "1", "--threads", "2", "-c", str(options.checkpoint),
                     "--work-dir", str(options.work_dir), "--json", str(json_path), "--plot", str(plot_path))
     assert result.exit_code == 0, result.output
     out = ANSI.sub("", result.stdout)
-    assert "ort-cpu" in out and "torch-fast" in out and "tensorrt-fp16" in out
+    assert "onnxruntime-cpu" in out and "torch-fast" in out and "tensorrt fp16" in out
     assert "polygraphy run" in out
     data = json.loads(json_path.read_text())
-    assert [r["backend"] for r in data["rows"]] == ["torch-fast", "ort-cpu", "tensorrt-fp16"]
+    assert [(r["backend"], r["precision"], r["label"]) for r in data["rows"]] == [
+        ("torch-fast", None, "torch-fast"), ("onnxruntime-cpu", None, "onnxruntime-cpu"),
+        ("tensorrt", "fp16", "tensorrt fp16")]
     trt_row = data["rows"][-1]
     assert trt_row["status"] == ("ok" if tensorrt_status().available else "not available")
     assert plot_path.read_bytes()[:4] == b"\x89PNG"
@@ -275,7 +295,7 @@ def test_fused_rows_on_the_cpu(bench_setup):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present: the torch rows would run")
 def test_device_cuda_without_a_gpu_plans_the_torch_rows_and_says_why(bench_setup):
     _, options, _, _ = bench_setup
-    backends = ["torch-plain", "torch-fast", "torch-fused", "torch-compile", "ort-cpu"]
+    backends = ["torch-plain", "torch-fast", "torch-fused", "torch-compile", "onnxruntime-cpu"]
     report = run_bench(BenchOptions(variant="micro", resolutions=[64], batches=[1, 2], backends=backends, runs=1,
                                     warmup=1, min_runs=1, threads=2, device="cuda", checkpoint=options.checkpoint,
                                     work_dir=options.work_dir))

@@ -90,12 +90,12 @@ def _one_line(exc: BaseException) -> str:
 def test_directory_bundle_loads_and_predicts(tiny_bundle):
     batch = np.random.default_rng(1).standard_normal((3, 3, SIDE, SIDE)).astype(np.float32)
     with runtime.load(tiny_bundle, device="cpu") as predictor:
-        assert predictor.backend == "onnxruntime-cpu"
+        assert predictor.backend == "onnxruntime-cpu"  # the tiny bundle has no custom-op graph
         assert predictor.input_size == (SIDE, SIDE)
         assert predictor.labels == [f"class {i}" for i in range(CLASSES)]
         logits = predictor.logits(batch)
         np.testing.assert_allclose(logits, _expected_logits(batch), rtol=1e-5, atol=1e-6)
-        assert any("no custom-op graph" in n for n in predictor.notes), predictor.notes
+        assert predictor.skipped[-1] == "onnxruntime-cpu-custom: the bundle has no model.aa_plugin.onnx for 8x8"
         predictions = predictor.predict([b"" + _png_bytes((200, 120, 40))], top=3)
     assert len(predictions) == 1 and len(predictions[0].top) == 3
     probabilities = [p for _, _, p in predictions[0].top]
@@ -259,26 +259,37 @@ def test_auto_choice_names_what_this_machine_lacks(tiny_bundle):
         if cuda is None:
             assert predictor.backend == "onnxruntime-cuda" and len(predictor.skipped) == 1
         else:
-            assert predictor.backend == "onnxruntime-cpu"
+            assert predictor.backend == "onnxruntime-cpu"  # the tiny bundle has no custom-op graph
             assert predictor.skipped[1] == f"onnxruntime-cuda: {cuda}"
+            assert predictor.skipped[2] == "onnxruntime-cpu-custom: the bundle has no model.aa_plugin.onnx for 8x8"
         for line in predictor.skipped:
             assert "\n" not in line
 
 
-def test_an_explicit_device_that_cannot_run_is_one_line(tiny_bundle):
+def test_an_explicit_backend_that_cannot_run_is_one_line(tiny_bundle):
     with pytest.raises(runtime.BackendUnavailable) as info:
-        runtime.load(tiny_bundle, device="tensorrt")
-    assert _one_line(info.value).startswith("device='tensorrt': no backend can run")
+        runtime.load(tiny_bundle, backend="tensorrt")
+    assert _one_line(info.value).startswith("no backend can run ")
+    assert "tensorrt: " in str(info.value)
     with runtime.load(tiny_bundle, device="cpu") as predictor:
-        assert predictor.skipped == ["tensorrt: not tried (device='cpu')", "onnxruntime-cuda: not tried (device='cpu')"]
-    with pytest.raises(runtime.InvalidArgumentError, match="device must be one of"):
-        runtime.load(tiny_bundle, device="gpu")
+        assert predictor.skipped[:2] == ["tensorrt: not tried (device='cpu')",
+                                         "onnxruntime-cuda: not tried (device='cpu')"]
+    with runtime.load(tiny_bundle, backend="onnxruntime-cpu") as predictor:
+        assert predictor.backend == "onnxruntime-cpu" and len(predictor.skipped) == 3
+        assert all("not tried (backend='onnxruntime-cpu')" in line for line in predictor.skipped)
+    for kwargs, fragment in (({"device": "gpu"}, "device must be one of auto, cpu, cuda, got 'gpu'"),
+                             ({"device": "tensorrt"}, "(tensorrt is a backend: ask for it by name)"),
+                             ({"backend": "torch-fast"}, "backend must be one of tensorrt, onnxruntime-cuda"),
+                             ({"device": "cpu", "backend": "tensorrt"}, "backend tensorrt runs on cuda")):
+        with pytest.raises(runtime.InvalidArgumentError) as info:
+            runtime.load(tiny_bundle, **kwargs)
+        assert fragment in _one_line(info.value)
 
 
 def test_a_tarball_is_not_left_extracted_when_no_backend_runs(tiny_bundle, tmp_path, private_tmp):
     tarball = _tarball_with(tiny_bundle, tmp_path / "b.tar.gz", lambda tar: None)
     with pytest.raises(runtime.BackendUnavailable):
-        runtime.load(tarball, device="tensorrt")
+        runtime.load(tarball, backend="tensorrt")
     assert list(private_tmp.iterdir()) == []
 
 
@@ -303,7 +314,9 @@ ENGINE = {"file": "models/224x224/model.aa_plugin.fp16.engine", "precision": "fp
     ({}, "10.3.0.26", (8, 7), set(), "no plugin library"),
 ])
 def test_engine_compatibility_rules(changes, trt, cc, plugins, expected):
-    problem = runtime.engine_problem({**ENGINE, **changes}, trt, cc, plugins)
+    from transnext_deploy.engine.compatibility import engine_problem
+
+    problem = engine_problem({**ENGINE, **changes}, trt, cc, plugins)
     if expected is None:
         assert problem is None
     else:
@@ -323,5 +336,5 @@ def test_engine_without_metadata_for_the_installed_tensorrt_is_skipped_with_a_re
     manifest["models"][0]["engines"] = [ENGINE]
     (tiny_bundle / MANIFEST_FILE).write_text(json.dumps(manifest))
     with runtime.load(tiny_bundle, device="auto") as predictor:
-        assert predictor.skipped[0] == f"tensorrt: {status.reason}"
+        assert predictor.skipped[0] == f"tensorrt: {status.reason}"  # not "no engine": the bundle lists one
     assert os.path.isdir(tiny_bundle)

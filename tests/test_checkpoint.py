@@ -151,9 +151,12 @@ def test_download_fetches_once_and_the_file_loads(hub, tmp_path):
     (root / weights.repo).mkdir(parents=True)
     sd = create_model("micro").state_dict()
     torch.save({"model": sd}, root / weights.repo / weights.filename)
-    seen = []
-    path = download_weights(weights, tmp_path / "cache", hub_url=url, progress=lambda d, t: seen.append((d, t)))
-    assert path.name == weights.filename and seen[-1][0] == seen[-1][1] == path.stat().st_size
+    seen = []  # the package's progress shape: (description, advance, total)
+    path = download_weights(weights, tmp_path / "cache", hub_url=url,
+                            progress=lambda text, advance=0.0, total=None: seen.append((text, advance, total)))
+    size = path.stat().st_size
+    assert path.name == weights.filename and sum(a for _, a, _ in seen) == size and seen[-1][2] == size
+    assert seen[-1][0] == f"downloading {weights.filename}: {size / 1e6:.0f} MB"
     report = load_checkpoint(create_model("micro"), path)
     assert report.ok
     (root / weights.repo / weights.filename).unlink()  # a second call must not go to the network

@@ -313,4 +313,4 @@ def test_cache_reports_and_clears_its_parts(tmp_path):
     assert not (root / "bench").exists() and (root / "tensorrt" / "timing.cache").is_file()
     assert invoke("cache", "--clear", "all", env=env).exit_code == 0
     assert sorted(p.name for p in root.iterdir()) == ["notes.txt"]
-    assert_one_line_error(invoke("cache", "--clear", "everything", env=env), "--clear takes weights, bench")
+    assert_one_line_error(invoke("cache", "--clear", "everything", env=env), "cache parts are weights, bench")

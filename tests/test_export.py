@@ -21,7 +21,7 @@ from transnext_deploy.backends.onnxrt import cpu_session
 from transnext_deploy.cli import app
 from transnext_deploy.engine import tensorrt_status
 from transnext_deploy.export import DEFAULT_ATOL, DEFAULT_RTOL, ExportError, ExportOptions, export, export_standard
-from transnext_deploy.ops.aggregated_attention import INPUT_NAMES, OP_DOMAIN, OP_NAME
+from transnext_deploy.ops.contract import INPUT_NAMES, OP_DOMAIN, OP_NAME
 from transnext_deploy.plugin.build import PluginBuildError
 from transnext_deploy.export.rewrite import UnrecognizedGraphError, fuse_aggregated_attention, fused_model
 from transnext_deploy.compare import error_stats

@@ -23,8 +23,10 @@ import sys
 import pytest
 import torch
 
-from transnext_deploy import create_model, plugin_build
+from transnext_deploy import artifacts, create_model
+from transnext_deploy.plugin import build as plugin_build
 from transnext_deploy.ops import aggregated_attention as aa
+from transnext_deploy.ops import contract
 from transnext_deploy.ops import fused_op
 from transnext_deploy.plugin.build import PluginBuildError, build_plugin
 from transnext_deploy.compare import error_stats
@@ -51,11 +53,11 @@ SHAPES = {
 def make_inputs(shape, dtype=torch.float32, device="cpu", seed=0) -> tuple[list[torch.Tensor], dict[str, int]]:
     B, H, W, nh, d, w, ph, pw = shape
     attrs = dict(num_heads=nh, height=H, width=W, window_size=w, pool_height=ph, pool_width=pw)
-    shapes = aa.input_shapes(B, d, **attrs)
+    shapes = contract.input_shapes(B, d, **attrs)
     g = torch.Generator().manual_seed(seed)
     scales = dict(query_embedding=0.5, local_bias=0.5, learnable_tokens=0.3, learnable_bias=0.3, pool_bias=0.5)
     tensors = []
-    for name in aa.INPUT_NAMES:
+    for name in contract.INPUT_NAMES:
         t = torch.randn(shapes[name], generator=g) * scales.get(name, 1.0)
         if name == "temperature_scale":
             t = torch.nn.functional.softplus(t) + 0.25
@@ -64,7 +66,7 @@ def make_inputs(shape, dtype=torch.float32, device="cpu", seed=0) -> tuple[list[
 
 
 def call_op(tensors, attrs):
-    return torch.ops.transnext.aggregated_attention(*tensors, *(attrs[n] for n in aa.ATTRIBUTE_NAMES))
+    return torch.ops.transnext.aggregated_attention(*tensors, *(attrs[n] for n in contract.ATTRIBUTE_NAMES))
 
 
 def reference(tensors, attrs) -> torch.Tensor:
@@ -76,10 +78,10 @@ def reference(tensors, attrs) -> torch.Tensor:
 
 def test_registered_under_the_contract_name_and_schema():
     schema = torch.ops.transnext.aggregated_attention.default._schema
-    inputs = ", ".join(f"Tensor {n}" for n in aa.INPUT_NAMES)
-    attrs = ", ".join(f"int {n}" for n in aa.ATTRIBUTE_NAMES)
+    inputs = ", ".join(f"Tensor {n}" for n in contract.INPUT_NAMES)
+    attrs = ", ".join(f"int {n}" for n in contract.ATTRIBUTE_NAMES)
     assert str(schema) == f"transnext::aggregated_attention({inputs}, {attrs}) -> Tensor"
-    assert [a.name for a in schema.arguments] == [*aa.INPUT_NAMES, *aa.ATTRIBUTE_NAMES]
+    assert [a.name for a in schema.arguments] == [*contract.INPUT_NAMES, *contract.ATTRIBUTE_NAMES]
     assert not schema.is_mutable
 
 
@@ -188,7 +190,7 @@ def test_bad_attributes_are_refused():
 
 def test_compile_fullgraph_through_the_op():
     tensors, attrs = make_inputs(SHAPES["w5-d8-nonsquare"])
-    values = [attrs[n] for n in aa.ATTRIBUTE_NAMES]
+    values = [attrs[n] for n in contract.ATTRIBUTE_NAMES]
 
     def only_the_op(*ts):
         return torch.ops.transnext.aggregated_attention(*ts, *values)
@@ -211,7 +213,7 @@ def test_backward_is_the_decompositions():
     grad = torch.randn(tensors[0].shape)
     call_op(leaves_op, attrs).backward(grad)
     aa.aggregated_attention_core(*leaves_ref, **attrs).backward(grad)
-    for name, a, b in zip(aa.INPUT_NAMES, leaves_op, leaves_ref):
+    for name, a, b in zip(contract.INPUT_NAMES, leaves_op, leaves_ref):
         assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-6), name
 
 
@@ -227,8 +229,8 @@ def test_traffic_model_reproduces_the_kernel_comment_example():
 
 
 def test_missing_cuda_library_names_the_build_command(monkeypatch, tmp_path):
-    monkeypatch.delenv(fused_op.ENV_CUDA_LIBRARY, raising=False)
-    monkeypatch.setenv(plugin_build.ENV_PLUGIN_DIR, str(tmp_path / "empty"))
+    monkeypatch.delenv(artifacts.CUDA_LIBRARY_ENV, raising=False)
+    monkeypatch.setenv(artifacts.PLUGIN_DIR_ENV, str(tmp_path / "empty"))
     with pytest.raises(fused_op.CudaLibraryError) as info:
         fused_op.cuda_library_path()
     message = str(info.value)
@@ -238,7 +240,7 @@ def test_missing_cuda_library_names_the_build_command(monkeypatch, tmp_path):
     tensors, attrs = make_inputs(SHAPES["row-1x9"])
     with pytest.raises(fused_op.CudaLibraryError, match="build-plugin --target cuda"):
         fused_op._forward_cuda(tensors, attrs)
-    monkeypatch.setenv(fused_op.ENV_CUDA_LIBRARY, str(tmp_path / "nowhere.so"))
+    monkeypatch.setenv(artifacts.CUDA_LIBRARY_ENV, str(tmp_path / "nowhere.so"))
     with pytest.raises(fused_op.CudaLibraryError, match="TRANSNEXT_AA_CUDA_LIBRARY=.* is not a file"):
         fused_op.cuda_library_path()
 
@@ -350,7 +352,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA d
 
 @pytest.fixture()
 def cuda_op(cuda_library, monkeypatch):
-    monkeypatch.setenv(fused_op.ENV_CUDA_LIBRARY, str(cuda_library))
+    monkeypatch.setenv(artifacts.CUDA_LIBRARY_ENV, str(cuda_library))
     return cuda_library
 
 

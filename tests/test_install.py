@@ -16,16 +16,17 @@ from pathlib import Path
 
 import pytest
 
+from transnext_deploy import artifacts
 from transnext_deploy.plugin import build as plugin_build
 from transnext_deploy.plugin.build import PluginBuildError
 
 REPO = Path(__file__).resolve().parents[1]
-HOST = plugin_build.LIBRARY_FILES["host"]
+HOST = artifacts.LIBRARY_FILES["host"]
 
 
 @pytest.fixture()
 def clean_env(monkeypatch, tmp_path):
-    for name in (plugin_build.ENV_PLUGIN_DIR, "TRANSNEXT_DEPLOY_CACHE"):
+    for name in (artifacts.PLUGIN_DIR_ENV, artifacts.CACHE_ENV):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     return tmp_path / "xdg" / "transnext-deploy" / "plugins"
@@ -78,9 +79,9 @@ def test_wheel_uses_its_prebuilt_library_as_is_and_builds_into_the_cache(monkeyp
     assert not fake.calls  # never rebuilt, whatever the mtimes of the unpacked sources
     # build-plugin's default directory is the user cache, never the package
     assert plugin_build.default_build_dir() == clean_env
-    monkeypatch.setenv("TRANSNEXT_DEPLOY_CACHE", str(tmp_path / "cache-root"))
+    monkeypatch.setenv(artifacts.CACHE_ENV, str(tmp_path / "cache-root"))
     assert plugin_build.default_build_dir() == (tmp_path / "cache-root" / "plugins").resolve()
-    monkeypatch.setenv(plugin_build.ENV_PLUGIN_DIR, str(tmp_path / "mine"))
+    monkeypatch.setenv(artifacts.PLUGIN_DIR_ENV, str(tmp_path / "mine"))
     assert plugin_build.default_build_dir() == (tmp_path / "mine").resolve()
     # an explicit build directory is looked at, not the prebuilt library
     assert plugin_build.find_host_library(tmp_path / "elsewhere") is None

@@ -32,7 +32,7 @@ from transnext_deploy.export import ExportError, ExportOptions, export
 from transnext_deploy.models.config import VARIANTS, check_input_size
 from transnext_deploy.models.geometry import stage_geometry
 from transnext_deploy.models.transnext import AggregatedAttention
-from transnext_deploy.ops.aggregated_attention import OP_NAME
+from transnext_deploy.ops.contract import OP_NAME
 from transnext_deploy.compare import error_stats
 
 from helpers import perturb_, perturbed_checkpoint

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from transnext_deploy import artifacts
 from transnext_deploy.plugin import build as plugin_build
 from transnext_deploy.plugin.build import PluginBuildError, build_plugin, normalize_cuda_archs
 
@@ -220,9 +221,9 @@ def test_bad_arguments_are_reported():
 
 
 def test_default_build_dir_honours_env(monkeypatch, tmp_path):
-    monkeypatch.setenv(plugin_build.ENV_PLUGIN_DIR, str(tmp_path / "x"))
+    monkeypatch.setenv(artifacts.PLUGIN_DIR_ENV, str(tmp_path / "x"))
     assert plugin_build.default_build_dir() == (tmp_path / "x").resolve()
-    monkeypatch.delenv(plugin_build.ENV_PLUGIN_DIR)
+    monkeypatch.delenv(artifacts.PLUGIN_DIR_ENV)
     assert plugin_build.default_build_dir() == REPO / "build" / "plugins"
     assert plugin_build.find_host_library(tmp_path) is None
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from transnext_deploy.ops import aggregated_attention as aa
+from transnext_deploy.ops import contract
 
 if not torch.cuda.is_available():
     pytest.skip("no CUDA device visible to torch", allow_module_level=True)
@@ -49,7 +50,7 @@ def plugin_libraries(tmp_path_factory):
 def creator(plugin_libraries):
     # Load-time registration into the global registry (what trtexec --staticPlugins does).
     ctypes.CDLL(str(plugin_libraries["plugin"]), mode=ctypes.RTLD_GLOBAL)
-    found = trt.get_plugin_registry().get_creator(aa.OP_NAME, aa.OP_VERSION, aa.OP_NAMESPACE)
+    found = trt.get_plugin_registry().get_creator(contract.OP_NAME, contract.OP_VERSION, contract.OP_NAMESPACE)
     assert found is not None, "creator not registered after loading the plugin library"
     return found
 
@@ -75,14 +76,14 @@ def _make_inputs(seed, *, batch, height, width, num_heads, head_dim, window_size
 
 
 def _build_engine(creator, attrs, shapes, dtype, max_batch):
-    plugin = creator.create_plugin(aa.OP_NAME, _fields(**attrs), trt.TensorRTPhase.BUILD)
+    plugin = creator.create_plugin(contract.OP_NAME, _fields(**attrs), trt.TensorRTPhase.BUILD)
     assert plugin is not None
     builder = trt.Builder(LOGGER)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     config = builder.create_builder_config()
     profile = builder.create_optimization_profile()
     tensors = []
-    for i, (name, shape) in enumerate(zip(aa.INPUT_NAMES, shapes)):
+    for i, (name, shape) in enumerate(zip(contract.INPUT_NAMES, shapes)):
         dynamic = i < 3
         declared = (-1, *shape[1:]) if dynamic else tuple(shape)
         tensors.append(network.add_input(name, dtype, declared))
@@ -91,7 +92,7 @@ def _build_engine(creator, attrs, shapes, dtype, max_batch):
     config.add_optimization_profile(profile)
     layer = network.add_plugin_v3(tensors, [], plugin)
     output = layer.get_output(0)
-    output.name = aa.OUTPUT_NAMES[0]
+    output.name = contract.OUTPUT_NAMES[0]
     network.mark_output(output)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -102,11 +103,11 @@ def _build_engine(creator, attrs, shapes, dtype, max_batch):
 def _run(engine, inputs, torch_dtype):
     context = engine.create_execution_context()
     device = [t.to(device="cuda", dtype=torch_dtype).contiguous() for t in inputs]
-    for name, t in zip(aa.INPUT_NAMES, device):
+    for name, t in zip(contract.INPUT_NAMES, device):
         assert context.set_input_shape(name, tuple(t.shape))
         context.set_tensor_address(name, t.data_ptr())
     out = torch.empty(tuple(inputs[0].shape), dtype=torch_dtype, device="cuda")
-    context.set_tensor_address(aa.OUTPUT_NAMES[0], out.data_ptr())
+    context.set_tensor_address(contract.OUTPUT_NAMES[0], out.data_ptr())
     stream = torch.cuda.current_stream()
     assert context.execute_async_v3(stream.cuda_stream)
     stream.synchronize()
@@ -157,7 +158,7 @@ def test_malformed_nodes_fail_cleanly(creator):
         {**good, "num_heads": -2},
         {**good, "window_size": 4},
     ):
-        assert creator.create_plugin(aa.OP_NAME, _fields(**broken), trt.TensorRTPhase.BUILD) is None
+        assert creator.create_plugin(contract.OP_NAME, _fields(**broken), trt.TensorRTPhase.BUILD) is None
     # Shapes that contradict the attributes: the build fails (no crash).
     shapes = [(1, 16, 48), (1, 16, 96), (1, 4, 96), (2, 24), (2,), (2, 9), (2, 24, 9), (2, 9), (2, 16, 4)]
     bad_pool_bias = shapes[:-1] + [(2, 16, 5)]
@@ -176,7 +177,7 @@ def test_dynamic_library_loads_through_load_library(plugin_libraries):
         "reg = trt.get_plugin_registry()\n"
         "handle = reg.load_library(sys.argv[1])\n"
         "assert handle is not None, 'load_library failed'\n"
-        f"assert reg.get_creator({aa.OP_NAME!r}, {aa.OP_VERSION!r}, {aa.OP_NAMESPACE!r}) is not None\n"
+        f"assert reg.get_creator({contract.OP_NAME!r}, {contract.OP_VERSION!r}, {contract.OP_NAMESPACE!r}) is not None\n"
         "print('ok')\n"
     )
     proc = subprocess.run([sys.executable, "-c", code, str(plugin_libraries["plugin_dynamic"])],

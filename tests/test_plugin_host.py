@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from transnext_deploy.ops import aggregated_attention as aa
+from transnext_deploy.ops import contract
 from transnext_deploy.plugin.build import build_plugin
 from transnext_deploy.ops.host import (
     PATHS,
@@ -471,7 +472,7 @@ def test_null_pointers_are_rejected(host_lib):
         args = list(ptrs)
         args[missing] = None
         assert lib.transnext_aa_forward_f32(*args, *sizes, 1, buf, len(buf)) == 1
-        expected = aa.INPUT_NAMES[missing] if missing < 9 else "output"
+        expected = contract.INPUT_NAMES[missing] if missing < 9 else "output"
         assert expected in buf.value.decode()
     for path in PATHS.values():
         for missing in range(10):
@@ -479,7 +480,7 @@ def test_null_pointers_are_rejected(host_lib):
             args = list(ptrs)
             args[missing] = None
             assert lib.transnext_aa_forward_f32_path(*args, *sizes, 2, path, buf, len(buf)) == 1
-            assert (aa.INPUT_NAMES[missing] if missing < 9 else "output") in buf.value.decode()
+            assert (contract.INPUT_NAMES[missing] if missing < 9 else "output") in buf.value.decode()
     buf = ctypes.create_string_buffer(256)
     assert lib.transnext_aa_forward_f32(*ptrs, *sizes, 1, buf, len(buf)) == 0
     for bad_path in (-1, 3):
@@ -536,26 +537,26 @@ def _header_strings(text: str) -> dict[str, str]:
 def test_contract_header_matches_python_constants():
     text = CONTRACT_HEADER.read_text()
     strings = _header_strings(text)
-    assert strings["kOpName"] == aa.OP_NAME
-    assert strings["kOpDomain"] == aa.OP_DOMAIN
-    assert strings["kPluginVersion"] == aa.OP_VERSION
-    assert strings["kPluginNamespace"] == aa.OP_NAMESPACE
-    assert strings["kPluginVersionAttribute"] == aa.PLUGIN_VERSION_ATTRIBUTE
-    assert tuple(strings[f"kInputName{i}"] for i in range(len(aa.INPUT_NAMES))) == aa.INPUT_NAMES
-    assert f"kInputName{len(aa.INPUT_NAMES)}" not in strings
-    assert tuple(strings[f"kOutputName{i}"] for i in range(len(aa.OUTPUT_NAMES))) == aa.OUTPUT_NAMES
+    assert strings["kOpName"] == contract.OP_NAME
+    assert strings["kOpDomain"] == contract.OP_DOMAIN
+    assert strings["kPluginVersion"] == contract.OP_VERSION
+    assert strings["kPluginNamespace"] == contract.OP_NAMESPACE
+    assert strings["kPluginVersionAttribute"] == contract.PLUGIN_VERSION_ATTRIBUTE
+    assert tuple(strings[f"kInputName{i}"] for i in range(len(contract.INPUT_NAMES))) == contract.INPUT_NAMES
+    assert f"kInputName{len(contract.INPUT_NAMES)}" not in strings
+    assert tuple(strings[f"kOutputName{i}"] for i in range(len(contract.OUTPUT_NAMES))) == contract.OUTPUT_NAMES
 
     attr_list = re.search(r"kAttributeNames\[kNumAttributes\]\s*=\s*\{([^}]*)\}", text).group(1)
     attr_ids = [s.strip() for s in attr_list.split(",") if s.strip()]
-    assert tuple(strings[i] for i in attr_ids) == aa.ATTRIBUTE_NAMES
-    assert int(re.search(r"kNumAttributes\s*=\s*(\d+)", text).group(1)) == len(aa.ATTRIBUTE_NAMES)
+    assert tuple(strings[i] for i in attr_ids) == contract.ATTRIBUTE_NAMES
+    assert int(re.search(r"kNumAttributes\s*=\s*(\d+)", text).group(1)) == len(contract.ATTRIBUTE_NAMES)
 
     # Input index enum: kQuery = 0, kKeyValue = 1, ... in INPUT_NAMES order, kNumInputs = 9.
     enum_body = re.search(r"enum InputIndex[^{]*\{([^}]*)\}", text).group(1)
     entries = re.findall(r"k(\w+)\s*=\s*(\d+)", enum_body)
     indices = {re.sub(r"(?<!^)([A-Z])", r"_\1", n).lower(): int(v) for n, v in entries}
-    assert indices.pop("num_inputs") == len(aa.INPUT_NAMES)
-    assert indices == {name: i for i, name in enumerate(aa.INPUT_NAMES)}
+    assert indices.pop("num_inputs") == len(contract.INPUT_NAMES)
+    assert indices == {name: i for i, name in enumerate(contract.INPUT_NAMES)}
 
     eps = float(re.search(r"kL2Eps\s*=\s*([0-9.eE+-]+)f", text).group(1))
     assert eps == aa.L2_EPS
@@ -563,8 +564,8 @@ def test_contract_header_matches_python_constants():
 
 def test_readme_documents_every_name():
     text = CONTRACT_README.read_text()
-    for name in (*aa.INPUT_NAMES, *aa.OUTPUT_NAMES, *aa.ATTRIBUTE_NAMES, aa.OP_NAME, aa.OP_DOMAIN,
-                 aa.PLUGIN_VERSION_ATTRIBUTE):
+    for name in (*contract.INPUT_NAMES, *contract.OUTPUT_NAMES, *contract.ATTRIBUTE_NAMES, contract.OP_NAME, contract.OP_DOMAIN,
+                 contract.PLUGIN_VERSION_ATTRIBUTE):
         assert f"`{name}`" in text, f"README does not document `{name}`"
 
 
@@ -591,16 +592,16 @@ def test_onnxruntime_custom_op_runs_the_host_library(host_lib):
     case = GRIDS["9x10-w3-P20"]
     attrs = _attrs(case)
     inputs = _inputs(case, seed=21)
-    node = helper.make_node(aa.OP_NAME, list(aa.INPUT_NAMES), ["output"], domain=aa.OP_DOMAIN,
-                            plugin_version=aa.OP_VERSION, **attrs)
+    node = helper.make_node(contract.OP_NAME, list(contract.INPUT_NAMES), ["output"], domain=contract.OP_DOMAIN,
+                            plugin_version=contract.OP_VERSION, **attrs)
     graph = helper.make_graph(
         [node], "one_block",
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(t.shape)) for n, t in zip(aa.INPUT_NAMES, inputs)],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(t.shape)) for n, t in zip(contract.INPUT_NAMES, inputs)],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, list(inputs[0].shape))])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(aa.OP_DOMAIN, 1)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(contract.OP_DOMAIN, 1)])
     assert runtime.has_custom_nodes(model)
     expected = naive_reference(inputs, **attrs).numpy()
-    feed = {n: t.numpy() for n, t in zip(aa.INPUT_NAMES, inputs)}
+    feed = {n: t.numpy() for n, t in zip(contract.INPUT_NAMES, inputs)}
     for threads in (1, 2):
         session = runtime.cpu_session(model, threads=threads, spinning=threads == 1)
         options = session.get_session_options()
@@ -615,5 +616,5 @@ def test_onnxruntime_custom_op_runs_the_host_library(host_lib):
     copy = runtime._to_contrib_domain(model, 3)
     assert copy.graph.node[0].domain == runtime.ORT_CONTRIB_DOMAIN
     assert onnx.helper.get_node_attr_value(copy.graph.node[0], runtime.THREADS_ATTRIBUTE) == 3
-    assert model.graph.node[0].domain == aa.OP_DOMAIN
+    assert model.graph.node[0].domain == contract.OP_DOMAIN
     assert not any(a.name == runtime.THREADS_ATTRIBUTE for a in model.graph.node[0].attribute)

@@ -38,7 +38,8 @@ from transnext_deploy.bundle import runtime  # noqa: E402
 from transnext_deploy.bundle.format import file_entries  # noqa: E402
 from transnext_deploy.cli import app  # noqa: E402
 from transnext_deploy.serving.server import INSTALL_HINT, ServeError, TritonServer, triton_dist  # noqa: E402
-from transnext_deploy.serving.repository import MODEL_NAME, RepositoryError, write_model_repository  # noqa: E402
+from transnext_deploy.artifacts import TENSOR_MODEL as MODEL_NAME  # noqa: E402
+from transnext_deploy.serving.repository import RepositoryError, write_model_repository  # noqa: E402
 
 # The server runs the same onnxruntime graph as predict, but on batches the dynamic batcher forms, so
 # a row may see other kernels' summation orders: probabilities (~1e-3 each for these random weights)
@@ -371,8 +372,10 @@ def test_missing_pytriton_is_one_line(packaged, monkeypatch):
 
 
 def test_serve_rejects_bad_options(packaged):
-    for args, message in ((["--max-batch", "0"], "--max-batch"), (["--top", "0"], "--top"),
-                          (["--device", "tpu"], "--device"), (["--http-port", "70000"], "--http-port must be"),
+    for args, message in ((["--max-batch", "0"], "--max-batch"), (["--top", "0"], "top must be a whole number >= 1"),
+                          (["--device", "tpu"], "device must be one of auto, cpu, cuda"),
+                          (["--backend", "torch-fast"], "backend must be one of tensorrt, onnxruntime-cuda"),
+                          (["--http-port", "70000"], "--http-port must be"),
                           (["--http-port", "8123", "--grpc-port", "8123"], "both 8123")):
         result = CliRunner().invoke(app, ["serve", "--bundle", str(packaged[0]), *args])
         assert result.exit_code == 1 and message in result.output, result.output

@@ -154,8 +154,8 @@ def test_package_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path):
     for args, fragment in [
         (("--size", "micro", "-r", "10"), "unsupported resolution 10x10"),
         (("--size", "nano",), "nano"),
-        (("--size", "micro", "--engines", "int8"), "--engines takes fp32, fp16"),
-        (("--size", "micro", "--hardware-compatibility", "any"), "--hardware-compatibility must be one of"),
+        (("--size", "micro", "--engines", "int8"), "precisions must be among fp32, fp16, got int8"),
+        (("--size", "micro", "--hardware-compatibility", "any"), "hardware compatibility must be one of"),
     ]:
         result = invoke("package", *args, "--output", str(tmp_path / "out.tar.gz"))
         assert result.exit_code == 1, result.output
@@ -243,12 +243,15 @@ def test_cpu_backend_uses_the_custom_op_graph_when_it_can_and_the_standard_graph
         x = np.stack([predictor.preprocess(images / "b_palette.png"), predictor.preprocess(images / "e_gray.png")])
         custom_available = onnxrt.host_library_problem() is None
         if custom_available:
-            assert predictor.notes[0].startswith(f"{PLUGIN_FILE}: aggregated attention in the plugin's host library")
+            assert predictor.backend == "onnxruntime-cpu-custom"
+            assert predictor.notes[0].startswith(f"{PLUGIN_FILE}: onnxruntime CPU, the custom-op graph (aggregated "
+                                                 "attention in the plugin's host library)")
         fused = predictor.logits(x)
     monkeypatch.setattr(onnxrt, "host_library_problem", lambda: "the host library is not available: test")
     with runtime.load(bundle, device="cpu") as predictor:
-        assert predictor.notes[0].startswith(f"{STANDARD_FILE} (standard ONNX ops)")
-        assert "the host library is not available: test" in predictor.notes[0]
+        assert predictor.backend == "onnxruntime-cpu"
+        assert predictor.notes[0] == f"{STANDARD_FILE}: onnxruntime CPU, standard ONNX ops"
+        assert predictor.skipped[-1] == "onnxruntime-cpu-custom: the host library is not available: test"
         standard = predictor.logits(x)
     ref = pytorch_logits(ckpt, 224, x)
     assert_close_to_pytorch(fused, ref, "CPU backend, first choice")
@@ -259,7 +262,7 @@ def test_predict_chunks_any_batch_size(shipped, images):
     bundle, _, _, _, _ = shipped
     paths = [images / "b_palette.png"] * 3 + [images / "e_gray.png"] * 2
     with runtime.load(bundle, device="cpu") as predictor:
-        predictor._runner.max_batch = 2  # three calls: 2 + 2 + 1
+        predictor.max_batch = 2  # three calls: 2 + 2 + 1
         chunked = predictor.predict(paths, top=3)
         whole = predictor.logits(np.stack([predictor.preprocess(p) for p in paths]))
         single = predictor.predict(str(paths[0]), top=3)

@@ -1,8 +1,11 @@
-"""The layout of an exported artifact and the facts every layer shares about it.
+"""Names only: what the package writes and reads by name, each written once.
 
-One place for the names that export, the engine builder, the backends, bench and the manifests'
-command lines must agree on: the input name, the file names, the batch profile of engines, the
-variable that names the plugin library, the preprocessing constants, and the steps an export reports, so that a progress display plans exactly the steps an export takes.
+The input name and the files of an exported artifact (graphs, engines, manifests), the batch
+profile of engines, the libraries built from `plugins/`, the environment variables the package
+reads, the names of the Triton models and tensors it serves, the preprocessing constants, and the
+steps an export reports (so that a progress display plans exactly the steps an export takes).
+Export, the engine builder, the backends, bench, the bundle, serving, the manifests' command lines
+and the CLI import them from here.
 
 This module is at the bottom of the package: it imports nothing from it.
 """
@@ -32,7 +35,7 @@ ENGINE_SOURCE = PLUGIN_FILE  # engines are built from the custom-op graph (every
 ENGINE_SUFFIX = ".engine"
 ENGINE_METADATA_SUFFIX = ".json"
 BATCH_PROFILE = (1, 8, 32)  # min / opt / max batch of engines and of the manifest's trtexec lines
-PLUGIN_ENV = "TRANSNEXT_AA_PLUGIN"  # names libtransnext_aa_plugin.so, in the manifest's command lines too
+PRECISIONS = ("fp32", "fp16")  # of engines (and the graphs they are built from)
 
 
 def engine_file_name(onnx_name: str, precision: str) -> str:
@@ -44,6 +47,44 @@ def engine_metadata_name(engine_name: str) -> str:
     """model.aa_plugin.fp16.engine -> model.aa_plugin.fp16.engine.json"""
     return engine_name + ENGINE_METADATA_SUFFIX
 
+
+# ------------------------------------------------------------------------------------------ libraries
+
+# What plugins/CMakeLists.txt builds, by kind (plugins/aggregated_attention/README.md).
+LIBRARY_FILES = {
+    "host": "libtransnext_aa_host.so",  # the op on the CPU (ctypes): the custom-op graph in onnxruntime
+    "cuda": "libtransnext_aa_cuda.a",  # the CUDA kernel alone, linked into the libraries below
+    # The kernel's C API (aggregatedAttentionCuda.h), CUDA runtime linked statically: the PyTorch op.
+    "cuda_api": "libtransnext_aa_cuda.so",
+    # Registers its creator when loaded: trtexec --staticPlugins, polygraphy --plugins, ctypes.
+    "plugin": "libtransnext_aa_plugin.so",
+    # getCreators() only: IPluginRegistry::loadLibrary, trtexec --dynamicPlugins / --setPluginsToSerialize.
+    "plugin_dynamic": "libtransnext_aa_plugin_dynamic.so",
+    # An executable, not a library: the plugin life-cycle test driver.
+    "lifecycle": "transnext_aa_plugin_lifecycle",
+}
+PLUGIN_LIBRARY = LIBRARY_FILES["plugin"]
+PLUGIN_DYNAMIC_LIBRARY = LIBRARY_FILES["plugin_dynamic"]
+
+# ------------------------------------------------------------------------------------------ environment
+
+PLUGIN_ENV = "TRANSNEXT_AA_PLUGIN"  # the TensorRT plugin library; the manifests' command lines use it too
+CUDA_LIBRARY_ENV = "TRANSNEXT_AA_CUDA_LIBRARY"  # the kernel library of torch.ops.transnext.aggregated_attention
+PLUGIN_DIR_ENV = "TRANSNEXT_DEPLOY_PLUGIN_DIR"  # where build-plugin writes and the libraries are looked for
+CACHE_ENV = "TRANSNEXT_DEPLOY_CACHE"  # the user cache (cache.py)
+HUB_URL_ENV = "TRANSNEXT_DEPLOY_HUB_URL"  # the host official weights are downloaded from
+DEBUG_ENV = "TRANSNEXT_DEPLOY_DEBUG"  # the CLI shows tracebacks instead of one-line errors
+TENSORRT_ROOT_ENV = "TENSORRT_ROOT"  # a TensorRT installation (include/, lib/) to build the plugin against
+TENSORRT_INCLUDE_ENV = "TENSORRT_INCLUDE_DIR"  # a directory holding NvInfer.h
+
+# ------------------------------------------------------------------------------------------ Triton
+
+IMAGE_MODEL = "transnext"  # serve: encoded image files -> top-K indices, probabilities, labels
+TENSOR_MODEL = "transnext_tensor"  # serve and package --triton: preprocessed images -> logits
+IMAGE_INPUT = "image"  # BYTES [-1, 1]
+TOP_K_OUTPUTS = ("indices", "probabilities", "labels")  # [-1, K] each
+LOGITS_OUTPUT = "logits"
+TRITON_PLUGINS_DIR = "plugins"  # in a model repository: the plugin library the TensorRT backend loads
 
 # ------------------------------------------------------------------------------------------ inputs
 

@@ -1,7 +1,7 @@
 """The user cache: where it is, what each part holds, how big it is, and clearing parts of it.
 
 Downloads (official weights) live at its top; plugin builds, TensorRT timing caches and bench's
-work directory below it. At the bottom of the package: it imports nothing from it.
+work directory below it. At the bottom of the package: it imports only the names (artifacts.py) and the errors.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-CACHE_ENV = "TRANSNEXT_DEPLOY_CACHE"
+from .artifacts import CACHE_ENV
+from .errors import InvalidArgumentError
 
 
 def cache_dir() -> Path:
@@ -52,13 +53,15 @@ def cache_usage() -> dict[str, dict]:
 
 
 def clear_cache(parts: Sequence[str]) -> dict[str, int]:
-    """Delete the given parts of the user cache; returns part -> bytes freed. Only the package's own
-    files go: the weights part is the downloaded `transnext_*.pth` files at the top, the other parts
-    are the sub-directories named in CACHE_PARTS."""
+    """Delete the given parts of the user cache ("all": every part); returns part -> bytes freed. Only
+    the package's own files go: the weights part is the downloaded `transnext_*.pth` files at the top,
+    the other parts are the sub-directories named in CACHE_PARTS. Every part is checked first."""
+    parts = list(CACHE_PARTS) if "all" in parts else list(dict.fromkeys(parts))
+    unknown = [p for p in parts if p not in CACHE_PARTS]
+    if unknown:
+        raise InvalidArgumentError(f"cache parts are {', '.join(CACHE_PARTS)} or all, got {', '.join(unknown)}")
     freed = {}
     for part in parts:
-        if part not in CACHE_PARTS:
-            raise ValueError(f"unknown cache part {part!r}; choose from {', '.join(CACHE_PARTS)}")
         freed[part] = sum(p.stat().st_size for p in _cache_files(part))
         if part == "weights":
             for path in _cache_files(part):
@@ -68,4 +71,4 @@ def clear_cache(parts: Sequence[str]) -> dict[str, int]:
     return freed
 
 
-__all__ = ["CACHE_ENV", "CACHE_PARTS", "cache_dir", "cache_usage", "clear_cache"]
+__all__ = ["CACHE_PARTS", "cache_dir", "cache_usage", "clear_cache"]

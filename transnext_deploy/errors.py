@@ -20,8 +20,11 @@ class InvalidArgumentError(TransNeXtDeployError, ValueError):
     """A bad argument to a public function or a bad option; a ValueError, as the API documents."""
 
 
-def one_line(exc: BaseException) -> str:
-    """The message of `exc` on one line (whitespace runs collapsed), or its type's name when empty."""
+def one_line(exc: BaseException | str) -> str:
+    """The message of `exc` (or a text) on one line, whitespace runs collapsed; an exception with no
+    message gives its type's name."""
+    if isinstance(exc, str):
+        return " ".join(exc.split())
     return " ".join(str(exc).split()) or type(exc).__name__
 
 

@@ -12,6 +12,8 @@ import shutil
 import subprocess
 from dataclasses import asdict, dataclass
 
+from .artifacts import CUDA_LIBRARY_ENV, PLUGIN_ENV
+
 
 @dataclass
 class Probe:
@@ -69,8 +71,8 @@ def _onednn() -> Probe:
 _LIBRARIES = {
     "host": ("plugin-host-library", "a C++ compiler and cmake", None),
     # the fused op's CUDA implementation (torch.ops.transnext.aggregated_attention)
-    "cuda": ("cuda-kernel-library", "nvcc and cmake", "TRANSNEXT_AA_CUDA_LIBRARY"),
-    "plugin": ("tensorrt-plugin-library", "nvcc, cmake and the TensorRT headers (NvInfer.h)", "TRANSNEXT_AA_PLUGIN"),
+    "cuda": ("cuda-kernel-library", "nvcc and cmake", CUDA_LIBRARY_ENV),
+    "plugin": ("tensorrt-plugin-library", "nvcc, cmake and the TensorRT headers (NvInfer.h)", PLUGIN_ENV),
 }
 
 

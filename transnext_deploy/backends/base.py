@@ -99,6 +99,7 @@ class Backend:
     graph = "eager"  # what runs: "eager", "torch.compile (inductor)", a graph or engine file name
     device = "cpu"
     notes: tuple[str, ...] = ()  # facts a report should show next to the numbers
+    max_batch: int | None = None  # the largest batch one call takes (an engine's profile); None: any
 
     def prepare(self, x: np.ndarray):
         return x

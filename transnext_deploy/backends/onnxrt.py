@@ -22,7 +22,7 @@ import onnx
 from ..artifacts import INPUT_NAME
 from ..errors import InvalidArgumentError, TransNeXtDeployError, one_line
 from ..machine import available_cpus, cuda_devices
-from ..ops.aggregated_attention import ATTRIBUTE_NAMES, OP_DOMAIN, OP_NAME, PLUGIN_VERSION_ATTRIBUTE
+from ..ops.contract import ATTRIBUTE_NAMES, OP_DOMAIN, OP_NAME, PLUGIN_VERSION_ATTRIBUTE
 from .base import Backend, DriverProbe, MemoryProbe, cuda_free_bytes
 
 ORT_CONTRIB_DOMAIN = "ai.onnx.contrib"

@@ -1,34 +1,35 @@
 """TensorRT engines as a backend.
 
-`TensorRTRunner` executes an engine: on torch CUDA tensors (`infer_device`, what bench times, no
-host copies) or numpy arrays (`__call__`) where torch has CUDA, else through polygraphy's
-`TrtRunner`, numpy in and out. `TensorRTBackend` builds (or reuses) the engine of an exported
-artifact and runs it. Building and loading the plugin stay in `engine.py`, below this module.
+`TensorRTBackend` runs an engine: where torch has CUDA, on torch CUDA tensors (`prepare` puts the
+input on the GPU outside the timing; `infer_device` is the call bench times, no host copies);
+elsewhere through polygraphy's `TrtRunner`, numpy in and out. Building engines and loading the
+plugin stay in `engine/`, below this module; bench builds (or reuses) an engine there, the runtime
+takes one from a bundle, and both run it here.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import BATCH_PROFILE, ENGINE_SOURCE
-from ..engine import EngineError, build_engine, load_plugin, read_engine_metadata, require_tensorrt, trt_logger
+from ..engine import EngineError, load_plugin, read_engine_metadata, require_tensorrt, trt_logger
 from .base import Backend, MemoryProbe, NoProbe, TorchCudaProbe
 
 
-class TensorRTRunner:
-    """Runs an engine. With torch CUDA: inputs and outputs are torch CUDA tensors (`infer_device`,
-    what the benchmark times, no host copies) or numpy arrays (`__call__`). Without torch CUDA:
-    polygraphy's TrtRunner, numpy in and out."""
+class TensorRTBackend(Backend):
+    """An engine file, deserialized once (see the module docstring). The plugin library is the
+    given one, else the one its metadata names, else the usual places (engine.resolve_plugin_library)."""
+
+    device = "cuda"
 
     def __init__(self, engine_path: str | os.PathLike, plugin_library: str | os.PathLike | None = None,
                  host_code_allowed: bool = False):
         """`host_code_allowed`: let TensorRT deserialize an engine that carries host code, as a
         version-compatible engine does (its lean runtime, plugin libraries serialized into it)."""
         self.path = Path(engine_path)
+        self.graph = self.path.name
         if not self.path.is_file():
             raise EngineError(f"engine not found: {self.path}")
         try:
@@ -118,13 +119,25 @@ class TensorRTRunner:
         """Whether inputs and outputs can be torch CUDA tensors (infer_device)."""
         return self._torch is not None
 
-    def __call__(self, x) -> list[np.ndarray]:
+    def prepare(self, x: np.ndarray):
+        if self.on_torch:
+            return self._torch.from_numpy(np.ascontiguousarray(x)).cuda()
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def run(self, prepared):
         if self._poly is not None:
-            result = self._poly.infer({self.input_names[0]: np.ascontiguousarray(x, dtype=np.float32)})
-            return [np.asarray(result[n], dtype=np.float32) for n in self.output_names]
-        torch = self._torch
-        tensor = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
-        return [o.float().cpu().numpy() for o in self.infer_device(tensor)]
+            result = self._poly.infer({self.input_names[0]: prepared})
+            return [result[n] for n in self.output_names]
+        return self.infer_device(prepared)
+
+    def to_numpy(self, outputs) -> list[np.ndarray]:
+        return [o.float().cpu().numpy() for o in outputs] if self.on_torch else super().to_numpy(outputs)
+
+    def probe(self) -> MemoryProbe:
+        if self.on_torch:
+            return TorchCudaProbe(self.device_memory_bytes or 0, "execution-context scratch "
+                                  "(engine.device_memory_size) + I/O tensors (torch allocator peak)")
+        return NoProbe()
 
     def close(self) -> None:
         if self._poly is not None:
@@ -134,46 +147,4 @@ class TensorRTRunner:
         self.engine = None
 
 
-class TensorRTBackend(Backend):
-    """The engine of an artifact's custom-op graph at one precision, built (or reused) for a batch
-    profile that covers `batches`; inputs go to the GPU in prepare() when torch has CUDA."""
-
-    device = "cuda"
-
-    def __init__(self, artifact: str | os.PathLike, precision: str, batches: Sequence[int] = (1,),
-                 plugin_library: str | os.PathLike | None = None):
-        biggest = max(batches)
-        profile = BATCH_PROFILE if biggest <= BATCH_PROFILE[2] else (1, biggest, biggest)
-        built = build_engine(Path(artifact) / ENGINE_SOURCE, precision, batch_profile=profile,
-                             plugin_library=plugin_library)
-        self.graph = built.path.name
-        self.notes = (("engine reused" if built.reused else f"engine built in {built.metadata['build_seconds']} s"),
-                      "input already on the GPU: no host copies in the timing")
-        self.runner = TensorRTRunner(built.path, plugin_library)
-        self.on_torch = self.runner.on_torch
-
-    def prepare(self, x: np.ndarray):
-        if self.on_torch:
-            import torch
-
-            return torch.from_numpy(np.ascontiguousarray(x)).cuda()
-        return x
-
-    def run(self, prepared):
-        return self.runner.infer_device(prepared) if self.on_torch else self.runner(prepared)
-
-    def to_numpy(self, outputs) -> list[np.ndarray]:
-        return [o.float().cpu().numpy() for o in outputs] if self.on_torch else super().to_numpy(outputs)
-
-    def probe(self) -> MemoryProbe:
-        scratch = self.runner.device_memory_bytes or 0
-        if self.on_torch:
-            return TorchCudaProbe(scratch, "execution-context scratch (engine.device_memory_size) + I/O tensors "
-                                           "(torch allocator peak)")
-        return NoProbe()
-
-    def close(self) -> None:
-        self.runner.close()
-
-
-__all__ = ["TensorRTBackend", "TensorRTRunner"]
+__all__ = ["TensorRTBackend"]

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from .report import BenchError, BenchReport, BenchRow
 
-_COLORS = {
+_COLORS = {  # by case label (bench.run.Case.label)
     "torch-plain": "#c0392b", "torch-fast": "#e67e22", "torch-fused": "#a04000", "torch-compile": "#f1c40f",
-    "ort-cpu": "#2471a3", "ort-cpu-custom": "#5dade2", "ort-cuda": "#8e44ad",
-    "tensorrt-fp32": "#1e8449", "tensorrt-fp16": "#58d68d",
+    "onnxruntime-cpu": "#2471a3", "onnxruntime-cpu-custom": "#5dade2", "onnxruntime-cuda": "#8e44ad",
+    "tensorrt fp32": "#1e8449", "tensorrt fp16": "#58d68d",
 }
 
 
@@ -47,7 +47,7 @@ def report_figure(report: BenchReport):
 
     meta = report.meta
     batches = meta["batches"]
-    backends = meta["backends"]
+    backends = meta.get("cases", meta["backends"])
     resolutions = [tuple(r) for r in meta["resolutions"]]
     xs = list(range(len(resolutions)))
     labels = [f"{h}²" if h == w else f"{h}×{w}" for h, w in resolutions]
@@ -62,11 +62,11 @@ def report_figure(report: BenchReport):
         ax, bar_ax = axes[0][col], axes[1][col]
         ax.set_facecolor("#fbfbfb")
         plotted, texts = [], []
-        present = [b for b in backends if any(r.backend == b and r.batch == batch for r in ok)]
+        present = [b for b in backends if any(r.label == b and r.batch == batch for r in ok)]
         for k, b in enumerate(present):
             # each backend a little to the side, so the p90 whiskers of close backends stay apart
             shift = (k - (len(present) - 1) / 2) * min(0.05, 0.5 / max(1, len(present)))
-            pts = {tuple(r.resolution): r for r in ok if r.backend == b and r.batch == batch}
+            pts = {tuple(r.resolution): r for r in ok if r.label == b and r.batch == batch}
             if not pts:
                 continue
             idx = [i for i, res in enumerate(resolutions) if res in pts]
@@ -79,7 +79,7 @@ def report_figure(report: BenchReport):
                         fmt="none", ecolor=color, elinewidth=1.4, capsize=3, zorder=2, label=f"{b} p90")
             texts += [(xs[i], v, color) for i, v in zip(idx, p50)]
             plotted.append(b)
-            worst = max(r.accuracy.get("max_abs", float("nan")) for r in ok if r.backend == b)
+            worst = max(r.accuracy.get("max_abs", float("nan")) for r in ok if r.label == b)
             legend[b] = "reference" if b == baseline and worst == 0 else f"max-abs {worst:.0e}"
         ax.set_yscale("log")
         ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
@@ -100,14 +100,14 @@ def report_figure(report: BenchReport):
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
 
-        base = {tuple(r.resolution): r.latency_ms["p50"] for r in ok if r.backend == baseline and r.batch == batch}
+        base = {tuple(r.resolution): r.latency_ms["p50"] for r in ok if r.label == baseline and r.batch == batch}
         others = [b for b in plotted if b != baseline]
         if base and others:
             width = 0.8 / len(others)
             for k, b in enumerate(others):
                 vals, pos = [], []
                 for i, res in enumerate(resolutions):
-                    row = next((r for r in ok if r.backend == b and r.batch == batch and tuple(r.resolution) == res),
+                    row = next((r for r in ok if r.label == b and r.batch == batch and tuple(r.resolution) == res),
                                None)
                     if row is not None and res in base:
                         vals.append(base[res] / row.latency_ms["p50"])
@@ -117,8 +117,8 @@ def report_figure(report: BenchReport):
                     middle = rect.get_x() + rect.get_width() / 2
                     bar_ax.annotate(f"{v:.1f}×", (middle, v), ha="center",
                                     va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
-                    # the backend's name on its bar: the colours alone (two blues for ort-cpu and
-                    # ort-cpu-custom) do not tell the bars apart
+                    # the backend's name on its bar: the colours alone (two blues for onnxruntime-cpu
+                    # and onnxruntime-cpu-custom) do not tell the bars apart
                     bar_ax.annotate(b, (middle, 0), ha="center", va="bottom", rotation=90, fontsize=7,
                                     xytext=(0, 3), textcoords="offset points", color="#222",
                                     bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})
@@ -180,11 +180,11 @@ def _label_points(ax, texts: list[tuple[float, float, str]]) -> None:
 
 def _missing_summary(rows: Sequence[BenchRow]) -> dict[str, str]:
     """backend -> a short reason, for backends with no measured row."""
-    measured = {r.backend for r in rows if r.ok}
+    measured = {r.label for r in rows if r.ok}
     out = {}
     for r in rows:
-        if not r.ok and r.backend not in measured and r.backend not in out:
-            out[r.backend] = f"{r.status}: {short_reason(r.reason)}"
+        if not r.ok and r.label not in measured and r.label not in out:
+            out[r.label] = f"{r.status}: {short_reason(r.reason)}"
     return out
 
 

@@ -22,11 +22,12 @@ class BenchError(TransNeXtDeployError):
 
 @dataclass
 class BenchRow:
-    backend: str
+    backend: str  # a name of backends.registry.BACKENDS
     resolution: tuple[int, int]
     batch: int
     status: str  # "ok", "not available" (missing here), "skipped" (opt-in), "failed" (raised while running)
     reason: str = ""
+    precision: str | None = None  # an engine backend's precision (a row each); None for the others
     device: str = ""
     graph: str = ""
     runs: int = 0
@@ -45,12 +46,18 @@ class BenchRow:
         return self.status == "ok"
 
     @property
+    def label(self) -> str:
+        """The backend as the table and the figure name it: `tensorrt fp16`, `onnxruntime-cpu`."""
+        return self.backend if self.precision is None else f"{self.backend} {self.precision}"
+
+    @property
     def status_text(self) -> str:
         return self.status if self.ok else f"{self.status}: {self.reason}"
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["resolution"] = list(self.resolution)
+        d["label"] = self.label
         d["status_text"] = self.status_text
         return d
 
@@ -74,6 +81,15 @@ class BenchReport:
         except OSError as exc:
             raise BenchError(f"cannot write {path}: {exc.strerror or exc}") from None
         return path
+
+
+def check_report_paths(json_path: str | os.PathLike | None, plot_path: str | os.PathLike | None) -> None:
+    """Refuse, before any measurement, where the report and the figure cannot go."""
+    for path, option in ((json_path, "--json"), (plot_path, "--plot")):
+        if path is not None and Path(path).is_dir():
+            raise BenchError(f"{option} {path} is a directory; give a file path")
+    if plot_path is not None and Path(plot_path).suffix.lower() != ".png":
+        raise BenchError(f"--plot writes a PNG: give a path ending in .png, got {plot_path}")
 
 
 def load_report(path: str | os.PathLike) -> BenchReport:
@@ -132,4 +148,5 @@ def fmt_number(value: float | None, kind: str) -> str:
     return str(value)
 
 
-__all__ = ["BenchError", "BenchReport", "BenchRow", "fmt_number", "load_report", "machine_info"]
+__all__ = ["BenchError", "BenchReport", "BenchRow", "check_report_paths", "fmt_number", "load_report",
+           "machine_info"]

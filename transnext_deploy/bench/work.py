@@ -8,12 +8,13 @@ import hashlib
 import json
 import os
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..cache import cache_dir
+from ..compare import ENGINE_TOLERANCES
 from ..artifacts import (
     FUNCTION_FILE,
     INPUT_NAME,
@@ -26,9 +27,9 @@ from ..artifacts import (
     sha256sum,
 )
 from ..engine import EnginePlan
+from ..progress import Progress, no_progress
 
 REFERENCE = "pytorch-plain-fp32"  # the runner name of the saved reference outputs
-ExportProgress = Callable[[tuple[int, int], str], None]
 
 
 def default_work_dir() -> Path:
@@ -88,7 +89,7 @@ def _reusable(directory: Path, key: dict) -> bool:
 
 
 def ensure_artifacts(variant: str, resolutions: Sequence[tuple[int, int]], checkpoint: str | os.PathLike,
-                     work_dir: Path, threads: int = 2, progress: ExportProgress | None = None,
+                     work_dir: Path, threads: int = 2, progress: Progress = no_progress,
                      engines: EnginePlan | None = None) -> dict[tuple[int, int], Path]:
     """Exported artifact directories for every resolution, exporting (with `engines`, see
     export.export) only those not already there."""
@@ -150,9 +151,8 @@ def save_polygraphy_data(directory: Path, x: np.ndarray, reference: np.ndarray) 
 
 def polygraphy_commands(artifact: Path, inputs: Path, outputs: Path, batch: int, resolution: tuple[int, int]
                         ) -> dict[str, str]:
-    """`polygraphy run` command lines that repeat this comparison against the saved PyTorch outputs."""
-    from ..engine import ENGINE_TOLERANCES
-
+    """`polygraphy run` command lines that repeat this comparison against the saved PyTorch outputs,
+    by case label (bench.run.Case.label), plus the function-form graph on onnxruntime."""
     fp32, fp16 = (f"--atol {t.atol:g} --rtol {t.rtol:g}" for t in (ENGINE_TOLERANCES["fp32"], ENGINE_TOLERANCES["fp16"]))
     h, w = resolution
     shape = shlex.quote(f"{INPUT_NAME}:[{batch},3,{h},{w}]")  # zsh would glob the brackets
@@ -162,12 +162,12 @@ def polygraphy_commands(artifact: Path, inputs: Path, outputs: Path, batch: int,
         return shlex.quote(str(artifact / name))
 
     return {
-        "ort-cpu": f"polygraphy run {q(STANDARD_FILE)} --onnxrt {data} {fp32}",
-        "ort-cpu-function-form": f"polygraphy run {q(FUNCTION_FILE)} --onnxrt {data} {fp32}",
+        "onnxruntime-cpu": f"polygraphy run {q(STANDARD_FILE)} --onnxrt {data} {fp32}",
+        "onnxruntime-cpu-function-form": f"polygraphy run {q(FUNCTION_FILE)} --onnxrt {data} {fp32}",
         # polygraphy leaves TF32 off unless --tf32 is given, like the fp32 engines built here
-        "tensorrt-fp32": f"polygraphy run {q(PLUGIN_FILE)} --trt --plugins \"${PLUGIN_ENV}\" {trt_shapes} {data} "
+        "tensorrt fp32": f"polygraphy run {q(PLUGIN_FILE)} --trt --plugins \"${PLUGIN_ENV}\" {trt_shapes} {data} "
                          f"{fp32}",
-        "tensorrt-fp16": f"polygraphy run {q(PLUGIN_FILE)} --trt --fp16 --plugins \"${PLUGIN_ENV}\" {trt_shapes} "
+        "tensorrt fp16": f"polygraphy run {q(PLUGIN_FILE)} --trt --fp16 --plugins \"${PLUGIN_ENV}\" {trt_shapes} "
                          f"{data} {fp16}",
     }
 

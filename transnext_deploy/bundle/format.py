@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..artifacts import MANIFEST_FILE, sha256sum
-from ..errors import TransNeXtDeployError
+from ..errors import TransNeXtDeployError, one_line
 
 FORMAT = "transnext-deploy bundle"
 FORMAT_VERSION = 1
@@ -101,7 +101,7 @@ def _read_manifest(path: Path, where: str) -> dict:
     except FileNotFoundError:
         raise BundleError(f"{where}: no {MANIFEST_FILE}: not a bundle") from None
     except (OSError, ValueError) as exc:
-        raise BundleError(f"{where}: unreadable {MANIFEST_FILE}: {' '.join(str(exc).split())}") from None
+        raise BundleError(f"{where}: unreadable {MANIFEST_FILE}: {one_line(exc)}") from None
 
 
 def verify_directory(root: Path) -> dict:
@@ -164,7 +164,7 @@ def _verify_tarball(tar: tarfile.TarFile, where: str) -> tuple[str, dict]:
     try:
         manifest = _check_manifest(json.loads(tar.extractfile(manifest_member).read()), where)
     except ValueError as exc:
-        raise BundleError(f"{where}: unreadable {MANIFEST_FILE}: {' '.join(str(exc).split())}") from None
+        raise BundleError(f"{where}: unreadable {MANIFEST_FILE}: {one_line(exc)}") from None
     import hashlib
 
     for name, entry in manifest["files"].items():
@@ -213,18 +213,18 @@ def open_bundle(source: str | os.PathLike) -> OpenBundle:
         tar = tarfile.open(path, "r:*")
     except (tarfile.TarError, OSError) as exc:
         raise BundleError(f"{where}: not a bundle directory or a readable tarball: "
-                          f"{' '.join(str(exc).split())}") from None
+                          f"{one_line(exc)}") from None
     with tar:
         try:
             prefix, manifest = _verify_tarball(tar, where)
             target = Path(tempfile.mkdtemp(prefix="transnext-bundle-"))
         except (tarfile.TarError, EOFError, OSError) as exc:
-            raise BundleError(f"{where}: damaged tarball: {' '.join(str(exc).split())}") from None
+            raise BundleError(f"{where}: damaged tarball: {one_line(exc)}") from None
         try:
             tar.extractall(target, filter="data")  # every member was checked above; the "data" filter besides
         except (tarfile.TarError, EOFError, OSError) as exc:
             shutil.rmtree(target, ignore_errors=True)
-            raise BundleError(f"{where}: cannot extract: {' '.join(str(exc).split())}") from None
+            raise BundleError(f"{where}: cannot extract: {one_line(exc)}") from None
     root = target / prefix if prefix else target
     return OpenBundle(root, manifest, where, target)
 

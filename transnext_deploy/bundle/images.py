@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import IMAGENET_MEAN, IMAGENET_STD
-from ..errors import TransNeXtDeployError
+from ..errors import TransNeXtDeployError, one_line
 
 CROP_PCT = 0.875  # 224 / 256, the published evaluation's crop ratio below 384
 WARP_FROM = 384  # from this side on, the published evaluation warps to size x size (no crop)
@@ -55,13 +55,13 @@ def decode_image(source):
         except UnidentifiedImageError:
             raise ImageDecodeError(f"{name}: not an image Pillow can read (JPEG, PNG, WebP)") from None
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            detail = " ".join(str(exc).split()) or type(exc).__name__
+            detail = one_line(exc)
             raise ImageDecodeError(f"{name}: cannot decode the image: {detail}") from None
     try:
         image = ImageOps.exif_transpose(image)
         return to_rgb(image)
     except (OSError, ValueError) as exc:
-        detail = " ".join(str(exc).split()) or type(exc).__name__
+        detail = one_line(exc)
         raise ImageDecodeError(f"{name}: cannot convert the image to RGB: {detail}") from None
 
 

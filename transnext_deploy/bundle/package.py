@@ -14,18 +14,25 @@ packed into the .tar.gz) only when every step succeeded: a failure leaves nothin
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..artifacts import GRAPH_FILES, MANIFEST_FILE, PLUGIN_FILE, VALIDATION_FILE, engine_metadata_name, sha256sum
+from ..artifacts import (
+    GRAPH_FILES,
+    MANIFEST_FILE,
+    PLUGIN_DYNAMIC_LIBRARY,
+    PLUGIN_FILE,
+    VALIDATION_FILE,
+    engine_metadata_name,
+    sha256sum,
+)
 from .format import (
     FORMAT,
     FORMAT_VERSION,
@@ -38,8 +45,9 @@ from .format import (
     model_dir,
     write_tarball,
 )
-from ..engine import HARDWARE_COMPATIBILITY
-from ..errors import TransNeXtDeployError
+from ..engine.compatibility import check_hardware_compatibility
+from ..errors import TransNeXtDeployError, one_line
+from ..progress import Progress, no_progress
 from .images import preprocessing_spec
 
 LABELS_RESOURCE = "imagenet_classes.txt"
@@ -87,9 +95,7 @@ def read_labels(path: Path | None = None) -> list[str]:
 
 def _check(options: PackageOptions) -> Path:
     output = Path(options.output).expanduser()
-    if options.hardware_compatibility not in HARDWARE_COMPATIBILITY:
-        raise PackageError(f"--hardware-compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, "
-                           f"got {options.hardware_compatibility!r}")
+    check_hardware_compatibility(options.hardware_compatibility)
     if output.exists() and not is_tarball(output):
         if not output.is_dir():
             raise PackageError(f"{output} exists and is not a directory")
@@ -116,14 +122,12 @@ def _export_options(options: PackageOptions, directory: Path):
 
 def _engine_plan(options: PackageOptions) -> tuple[tuple[str, ...], str | None]:
     """(precisions to build, why none are built)."""
-    from ..engine import PRECISIONS, tensorrt_status
+    from ..engine import check_precisions, tensorrt_status
+    from ..engine.compatibility import PRECISION_PREFERENCE
 
-    wanted = PRECISIONS[::-1] if options.engines is None else tuple(dict.fromkeys(options.engines))
-    unknown = [p for p in wanted if p not in PRECISIONS]
-    if unknown:
-        raise PackageError(f"--engines takes {', '.join(PRECISIONS)} (or none), got {', '.join(unknown)}")
-    if not wanted:
+    if options.engines is not None and not options.engines:
         return (), "no engines asked for (--engines none)"
+    wanted = PRECISION_PREFERENCE if options.engines is None else check_precisions(options.engines)
     status = tensorrt_status(need_plugin=False)
     reason = None if status.available else status.reason
     if reason is None and _existing_plugin(options) is None:
@@ -169,7 +173,7 @@ def _host_library(root: Path) -> tuple[dict | None, str | None]:
     try:
         return _library_entry(ensure_host_library(), root), None
     except (TransNeXtDeployError, OSError) as exc:
-        return None, f"host library not built: {' '.join(str(exc).split())}"
+        return None, f"host library not built: {one_line(exc)}"
 
 
 def _plugin_libraries(root: Path, options: PackageOptions, work: Path) -> dict[str, dict]:
@@ -180,7 +184,7 @@ def _plugin_libraries(root: Path, options: PackageOptions, work: Path) -> dict[s
     existing = _existing_plugin(options)
     if existing is not None:
         libraries = {"plugin": _library_entry(existing, root)}
-        dynamic = existing.with_name(existing.name.replace(".so", "_dynamic.so"))
+        dynamic = existing.with_name(PLUGIN_DYNAMIC_LIBRARY)
         if dynamic.is_file():
             libraries["plugin_dynamic"] = _library_entry(dynamic, root)
         return libraries
@@ -193,7 +197,7 @@ def _plugin_libraries(root: Path, options: PackageOptions, work: Path) -> dict[s
 
 
 def _engines(directory: Path, relative: str, precisions: Sequence[str], options: PackageOptions,
-             plugins: dict[str, dict], root: Path, progress: Callable[[str], None]) -> list[dict]:
+             plugins: dict[str, dict], root: Path, progress: Progress) -> list[dict]:
     from ..engine import build_engines_for_artifact, read_engine_metadata
 
     library = root / plugins["plugin"]["file"]
@@ -220,7 +224,7 @@ def _engines(directory: Path, relative: str, precisions: Sequence[str], options:
     return entries
 
 
-def package(options: PackageOptions, progress: Callable[[str], None] = lambda step: None) -> PackageResult:
+def package(options: PackageOptions, progress: Progress = no_progress) -> PackageResult:
     """Export, validate and assemble a bundle at options.output (a directory, or a .tar.gz)."""
     from ..engine import EnginePlan
     from ..export import check_options, export
@@ -236,15 +240,15 @@ def package(options: PackageOptions, progress: Callable[[str], None] = lambda st
         export_options = check_options(_export_options(options, export_dir))
         classify = export_options.mode == "classify"
         notes: list[str] = []
-        results = export(export_options, progress=lambda r, s: progress(f"{r[0]}x{r[1]}: {s}"),
+        results = export(export_options, progress=progress,
                          engines=EnginePlan((), None))
-        progress("assembling the bundle")
+        progress("assembling the bundle", advance=1)
         _copy_sources(root)
         host, host_skipped = _host_library(root)
         libraries = {"host": host} if host else {}
         skipped = {"host": host_skipped} if host_skipped else {}
         if precisions:
-            progress("building the TensorRT plugin library")
+            progress("building the TensorRT plugin library", advance=1)
             libraries.update(_plugin_libraries(root, options, work))
         else:
             skipped["plugin"] = ("TensorRT plugin library not built: it is built with the engines, on the target "
@@ -290,7 +294,7 @@ def package(options: PackageOptions, progress: Callable[[str], None] = lambda st
             shutil.copy2(labels_path(), root / LABELS_FILE)
             labels = {"file": LABELS_FILE, "count": len(names),
                       "source": "ImageNet-1k class names in torchvision's order (index = logit index)"}
-        progress("writing the manifest")
+        progress("writing the manifest", advance=1)
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "created_by": f"transnext-deploy {__version__}",
@@ -315,7 +319,7 @@ def package(options: PackageOptions, progress: Callable[[str], None] = lambda st
         }
         (root / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
         if is_tarball(output):
-            progress("writing the tarball")
+            progress("writing the tarball", advance=1)
             write_tarball(root, output)
         else:
             umask = os.umask(0)
@@ -334,5 +338,5 @@ def package(options: PackageOptions, progress: Callable[[str], None] = lambda st
     return PackageResult(str(output), manifest, notes, round(time.perf_counter() - start, 1))
 
 
-__all__ = ["HARDWARE_COMPATIBILITY", "TAR_SUFFIXES", "PackageError", "PackageOptions", "PackageResult",
+__all__ = ["TAR_SUFFIXES", "PackageError", "PackageOptions", "PackageResult",
            "labels_path", "package", "read_labels"]

@@ -1,45 +1,59 @@
 """Run a bundle: `load(bundle)` picks the best backend this machine can run and returns a Predictor.
 
-The choice, best first: a TensorRT engine of the bundle (TensorRT importable, a CUDA GPU, and the
-engine's facts in the manifest matching them: TensorRT version, compute capability, version- and
-hardware-compatibility flags, a plugin library with the sha256 the engine was built against), then
-onnxruntime on CUDA (the standard graph), then onnxruntime on the CPU (the custom-op graph, whose
-aggregated attention runs in the plugin's host library and is faster on the CPU, when that
-library is available here; else the standard graph). `Predictor.backend` says which one runs,
-`Predictor.skipped` why each better one did not (one line each), `Predictor.notes` the details
-(which graph or engine).
+The backends are those of `backends.registry`, tried in `BUNDLE_BACKENDS` order, best first, among
+those on `device` (auto, cpu or cuda), or only the one asked for by name (`backend=`):
+
+    tensorrt                a TensorRT engine of the bundle, when TensorRT, a CUDA GPU and the
+                            engine's facts in the manifest match (engine.compatibility: TensorRT
+                            version, compute capability, compatibility flags, the plugin library's sha256)
+    onnxruntime-cuda        the standard graph on onnxruntime's CUDA provider
+    onnxruntime-cpu-custom  the custom-op graph on the CPU, its aggregated attention in the plugin's
+                            host library (the faster CPU graph), when that library is available here
+    onnxruntime-cpu         the standard graph on the CPU
+
+`Predictor.backend` says which one runs, `Predictor.skipped` why each better one did not (one line
+each), `Predictor.notes` the details (which graph or engine).
 
 The bundle is checked first (`bundle.open_bundle`): a file that does not match its sha256, or a
 tarball with an unsafe member, is refused with one line, before anything is extracted or run.
 
 Images go through the manifest's preprocessing (`images.preprocess`: the published evaluation
-transform for the bundle's resolution); `Predictor.predict` returns the top classes with softmax
-probabilities, in input order.
+transform for the bundle's resolution). `Predictor.predict_each` classifies every input and gives an
+input that is not a readable image its own error, the others still answered: the one batching path
+of `predict` and of `serve`'s Triton model. `Predictor.predict` is the same, raising at the first
+bad image.
+
+This module imports neither torch nor the model code: a machine that only runs bundles needs
+numpy, onnx, onnxruntime (with onnxruntime-extensions for the custom-op graph) and Pillow.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import PLUGIN_ENV, PLUGIN_FILE, STANDARD_FILE, sha256sum
-from .format import LIB_DIR, BundleError, OpenBundle, open_bundle
+from ..artifacts import PLUGIN_ENV, PLUGIN_LIBRARY, sha256sum
+from ..backends.base import Backend
+from ..backends.registry import (
+    BACKENDS,
+    BUNDLE_BACKENDS,
+    BackendUnavailable,
+    EngineCandidate,
+    check_device,
+    on_device,
+    open_backend,
+    problem,
+)
 from ..errors import InvalidArgumentError, TransNeXtDeployError
+from ..progress import Progress, no_progress
+from .format import LIB_DIR, BundleError, OpenBundle, open_bundle
 from .images import preprocess
 
-DEVICES = ("auto", "tensorrt", "cuda", "cpu")
-BACKENDS = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")  # best first
-_DEVICE_BACKENDS = {"auto": BACKENDS, "tensorrt": BACKENDS[:1], "cuda": BACKENDS[1:2], "cpu": BACKENDS[2:]}
-ENGINE_PREFERENCE = ("fp16", "fp32")  # fp16 engines are held to ENGINE_TOLERANCES and run faster
-PLUGIN_LIBRARY = "libtransnext_aa_plugin.so"  # the engines' plugin (registers itself when loaded)
-DEFAULT_CHUNK = 32  # largest batch handed to a backend at once (the engines' default max batch)
-
-
-class BackendUnavailable(TransNeXtDeployError):
-    """The backend that was asked for cannot run here; str() says why."""
+DEFAULT_CHUNK = 32  # largest batch handed to a backend with no limit of its own (the engines' default max)
 
 
 @dataclass(frozen=True)
@@ -47,148 +61,68 @@ class Prediction:
     top: list[tuple[int, str, float]]  # (class index, label, probability), most probable first
 
 
-# ------------------------------------------------------------------------------------------ engine checks
+# ------------------------------------------------------------------------------------------ the bundle as a source
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in str(version).split("."):
-        digits = "".join(c for c in piece if c.isdigit())
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple(parts)
+class BundleSource:
+    """One model of an opened bundle, as `backends.registry.open_backend` loads backends from it."""
 
+    def __init__(self, opened: OpenBundle, model: dict):
+        self.opened, self.model_entry = opened, model
 
-def engine_problem(engine: dict, tensorrt_version: str, compute_capability: tuple[int, int],
-                   plugin_sha256s: Iterable[str]) -> str | None:
-    """Why the engine described by `engine` (a manifest entry) cannot run with this TensorRT
-    version, GPU compute capability and these plugin libraries (their sha256), or None.
+    def graph(self, file: str) -> Path:
+        graphs = self.model_entry["graphs"]
+        if file not in graphs:
+            raise BackendUnavailable(f"the bundle has no {file} for {self.model_entry['name']}")
+        return self.opened.path(graphs[file])
 
-    TensorRT's rules: an engine runs on the TensorRT version that built it, or, when built
-    version-compatible, on that version or a later one of the same major version; on GPUs of the
-    compute capability it was built on (hardware compatibility "none" or "same_compute_capability"),
-    or on any Ampere or later GPU ("ampere_plus")."""
-    built = str(engine.get("tensorrt_version"))
-    here, there = _version_tuple(tensorrt_version), _version_tuple(built)
-    if engine.get("version_compatible"):
-        if not there or here[:1] != there[:1] or here < there:
-            return (f"TensorRT {tensorrt_version} here; the engine is version-compatible from TensorRT {built} "
-                    f"on, within major version {there[:1][0] if there else '?'}")
-    elif here[:3] != there[:3]:
-        return f"built by TensorRT {built}, this is TensorRT {tensorrt_version} (not a version-compatible engine)"
-    major, minor = compute_capability
-    cc = str(engine.get("compute_capability", ""))
-    level = engine.get("hardware_compatibility") or "none"
-    if level == "ampere_plus":
-        if major < 8:
-            return (f"the engine needs an Ampere or later GPU (hardware compatibility ampere_plus), "
-                    f"this is sm_{major}{minor}")
-    elif cc != f"{major}.{minor}":
-        return f"built for compute capability {cc}, this GPU is {major}.{minor} (hardware compatibility {level})"
-    library = engine.get("plugin_library")
-    if library and library.get("sha256") not in set(plugin_sha256s):
-        return (f"no plugin library with the sha256 the engine was built against ({library.get('sha256', '?')[:12]}…) "
-                f"in the bundle's {LIB_DIR}/, ${PLUGIN_ENV} or the build directory")
-    return None
+    def model(self, attention: str):
+        raise BackendUnavailable("a bundle carries graphs and engines, not the PyTorch model")
 
+    def _plugin_libraries(self) -> dict[str, str]:
+        """{sha256: path} of the plugin libraries within reach: the bundle's, $TRANSNEXT_AA_PLUGIN, the
+        build directory."""
+        from ..plugin.build import find_plugin_library
 
-def _plugin_libraries(opened: OpenBundle) -> dict[str, str]:
-    """{sha256: path} of the plugin libraries within reach: the bundle's, $TRANSNEXT_AA_PLUGIN, the build directory."""
-    from ..plugin.build import find_plugin_library
+        candidates = [self.opened.root / LIB_DIR / PLUGIN_LIBRARY]
+        if os.environ.get(PLUGIN_ENV):
+            candidates.append(Path(os.environ[PLUGIN_ENV]).expanduser())
+        found = find_plugin_library()
+        if found is not None:
+            candidates.append(found)
+        libraries: dict[str, str] = {}
+        for path in candidates:
+            if os.path.isfile(path):
+                libraries.setdefault(sha256sum(path), str(path))
+        return libraries
 
-    candidates = [opened.root / LIB_DIR / PLUGIN_LIBRARY]
-    if os.environ.get(PLUGIN_ENV):
-        candidates.append(os.path.expanduser(os.environ[PLUGIN_ENV]))
-    found = find_plugin_library()
-    if found is not None:
-        candidates.append(found)
-    libraries = {}
-    for path in candidates:
-        if os.path.isfile(path):
-            libraries.setdefault(sha256sum(path), str(path))
-    return libraries
+    def engines(self, precision: str | None = None) -> Iterator[EngineCandidate | str]:
+        """The bundle's engines for this model (of `precision`, or all) that can run here, fp16 first;
+        the others with the reason."""
+        import tensorrt as trt
 
+        from ..engine.compatibility import by_preference, engine_problem
+        from ..machine import cuda_devices
 
-# ------------------------------------------------------------------------------------------ backends
-
-
-@dataclass
-class _Runner:
-    """What a Predictor calls: `run` takes numpy (B, 3, H, W) float32 with B <= max_batch and
-    returns the first output, (B, C) float32; `close` releases the backend."""
-
-    run: Callable[[np.ndarray], np.ndarray]
-    close: Callable[[], None]
-    max_batch: int = DEFAULT_CHUNK
-
-
-def _tensorrt(opened: OpenBundle, model: dict) -> tuple[_Runner, list[str]]:
-    from ..engine import tensorrt_status
-    from ..machine import cuda_devices
-
-    engines = model.get("engines") or []
-    status = tensorrt_status(need_plugin=False)  # what this machine lacks, said even when the bundle has no engine
-    problems = [] if status.available else [status.reason]
-    if not engines:
-        problems.append(f"the bundle has no TensorRT engine for {model['name']}")
-    if problems:
-        raise BackendUnavailable("; ".join(problems))
-    import tensorrt as trt
-
-    device = cuda_devices()[0][0]
-    libraries = _plugin_libraries(opened)
-    problems = []
-    for engine in sorted(engines, key=lambda e: ENGINE_PREFERENCE.index(e["precision"])
-                         if e.get("precision") in ENGINE_PREFERENCE else len(ENGINE_PREFERENCE)):
-        problem = engine_problem(engine, trt.__version__, device.compute_capability, libraries)
-        if problem:
-            problems.append(f"{engine['file']}: {problem}")
-            continue
-        from ..backends.trt import TensorRTRunner
-        from ..engine import EngineError
-
-        library = (engine.get("plugin_library") or {}).get("sha256")
-        try:
-            runner = TensorRTRunner(opened.path(engine["file"]), libraries.get(library),
-                                    host_code_allowed=bool(engine.get("version_compatible")))
-        except EngineError as exc:  # the facts matched but TensorRT refused it: the next engine, or backend
-            problems.append(f"{engine['file']}: {exc}")
-            continue
-        notes = [f"{engine['file']} ({engine['precision']}, TensorRT {engine['tensorrt_version']}, "
-                 f"built on sm_{engine.get('sm')}) on {device}"]
-        return _Runner(lambda x, run=runner: run(x)[0], runner.close, int(engine["batch_profile"]["max"])), notes
-    raise BackendUnavailable("; ".join(problems))
-
-
-def _ort_cuda(opened: OpenBundle, model: dict) -> tuple[_Runner, list[str]]:
-    from ..backends.onnxrt import OrtCudaBackend, OrtCudaUnavailable, ort_cuda_problem
-
-    problem = ort_cuda_problem()
-    if problem:
-        raise BackendUnavailable(problem)
-    try:
-        backend = OrtCudaBackend(opened.path(model["graphs"][STANDARD_FILE]))
-    except OrtCudaUnavailable as exc:
-        raise BackendUnavailable(str(exc)) from None
-    return _Runner(lambda x: backend(x)[0], backend.close), [f"{STANDARD_FILE} on onnxruntime's CUDA provider"]
-
-
-def _ort_cpu(opened: OpenBundle, model: dict, threads: int | None) -> tuple[_Runner, list[str]]:
-    from ..backends.onnxrt import OrtCpuBackend, custom_op_problem, default_threads, host_library_problem
-
-    threads = threads or default_threads()
-    graph = model["graphs"].get(PLUGIN_FILE)
-    problem = (host_library_problem() or custom_op_problem(threads)) if graph else "the bundle has no custom-op graph"
-    if problem is None:
-        notes = [f"{PLUGIN_FILE}: aggregated attention in the plugin's host library (faster on the CPU), "
-                 f"{threads} threads"]
-    else:
-        graph = model["graphs"][STANDARD_FILE]
-        notes = [f"{STANDARD_FILE} (standard ONNX ops), {threads} threads; the custom-op graph would be faster on "
-                 f"the CPU but {problem}"]
-    backend = OrtCpuBackend(opened.path(graph), threads=threads)
-    return _Runner(lambda x: backend(x)[0], backend.close), notes
+        entries = [e for e in self.model_entry.get("engines") or [] if precision in (None, e.get("precision"))]
+        if not entries:
+            yield f"the bundle has no TensorRT engine for {self.model_entry['name']}"
+            return
+        device = cuda_devices()[0][0]
+        libraries = self._plugin_libraries()
+        for engine in by_preference(entries):
+            reason = engine_problem(engine, trt.__version__, device.compute_capability, libraries,
+                                    f"the bundle's {LIB_DIR}/, ${PLUGIN_ENV} or the build directory")
+            if reason:
+                yield f"{engine['file']}: {reason}"
+                continue
+            library = (engine.get("plugin_library") or {}).get("sha256")
+            yield EngineCandidate(
+                self.opened.path(engine["file"]), libraries.get(library),
+                host_code_allowed=bool(engine.get("version_compatible")),
+                max_batch=int(engine["batch_profile"]["max"]),
+                description=(f"{engine['file']} ({engine['precision']}, TensorRT {engine['tensorrt_version']}, "
+                             f"built on sm_{engine.get('sm')}) on {device}"))
 
 
 # ------------------------------------------------------------------------------------------ predictor
@@ -199,6 +133,12 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def check_top(top: int) -> int:
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise InvalidArgumentError(f"top must be a whole number >= 1, got {top!r}")
+    return top
 
 
 def top_k(logits: np.ndarray, labels: Sequence[str], k: int) -> list[Prediction]:
@@ -214,18 +154,18 @@ class Predictor:
     """A loaded bundle on one backend (see the module docstring). Use as a context manager, or call
     close(), to release the backend and a tarball's extraction."""
 
-    def __init__(self, opened: OpenBundle, model: dict, runner: _Runner, backend: str, skipped: list[str],
-                 notes: list[str]):
+    def __init__(self, opened: OpenBundle, model: dict, backend: Backend, name: str, skipped: list[str]):
         self._opened = opened
-        self._runner = runner
-        self.backend = backend
+        self._backend: Backend | None = backend
+        self.backend = name
         self.skipped = skipped
-        self.notes = notes
+        self.notes = [f"{backend.graph}: {BACKENDS[name].runs}", *backend.notes]
         self.manifest = opened.manifest
         self.model = model
         self.input_size: tuple[int, int] = tuple(model["resolution"])
         self.preprocessing: dict = model["preprocessing"]
         self.classify = self.manifest.get("mode") == "classify"
+        self.max_batch = backend.max_batch or DEFAULT_CHUNK
         self.labels: list[str] = []
         labels = self.manifest.get("labels")
         if labels:
@@ -238,44 +178,75 @@ class Predictor:
         """PIL.Image | bytes | path -> the (3, H, W) float32 input of the graph (the manifest's preprocessing)."""
         return preprocess(image, self.preprocessing)
 
-    def logits(self, batch: np.ndarray) -> np.ndarray:
-        """(B, 3, H, W) float32 -> (B, C) float32 logits, any B (run in chunks the backend takes)."""
+    def _check_classify(self) -> None:
         if not self.classify:
             raise InvalidArgumentError(f"{self._opened.source} is a backbone bundle ({self.manifest.get('mode')}): "
-                                       "it gives feature maps, not class logits")
+                                       "it gives feature maps, not classes (package it with --mode classify)")
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """(B, 3, H, W) float32 -> (B, C) float32 logits, any B (run in chunks the backend takes)."""
+        self._check_classify()
         batch = np.asarray(batch)
         h, w = self.input_size
         if batch.ndim != 4 or batch.shape[1:] != (3, h, w):
             raise InvalidArgumentError(f"expected a (batch, 3, {h}, {w}) array, got {tuple(batch.shape)}")
+        if self._backend is None:
+            raise InvalidArgumentError("this predictor is closed")
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        step = self._runner.max_batch
-        return np.concatenate([np.asarray(self._runner.run(batch[i:i + step]), dtype=np.float32)
-                               for i in range(0, len(batch), step)]) if len(batch) else \
+        step = self.max_batch
+        chunks = [self._backend(batch[i:i + step])[0] for i in range(0, len(batch), step)]
+        return np.concatenate(chunks).astype(np.float32, copy=False) if chunks else \
             np.zeros((0, len(self.labels)), np.float32)
+
+    def predict_each(self, images: Iterable, top: int = 5, batch: int | None = None,
+                     progress: Progress = no_progress) -> list[Prediction | TransNeXtDeployError]:
+        """Every input's top classes, in input order; an input that is not a readable image gets its
+        error (an ImageDecodeError, one line) in its place and the others are still answered. Inputs
+        are decoded one at a time and run `batch` at a time (default: the backend's largest batch);
+        `progress` hears of each finished input."""
+        self._check_classify()
+        check_top(top)
+        step = self.max_batch if batch is None else batch
+        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+            raise InvalidArgumentError(f"batch must be a whole number >= 1, got {step!r}")
+        results: list[Prediction | TransNeXtDeployError | None] = []
+        pending: list[tuple[int, np.ndarray]] = []
+
+        def flush() -> None:
+            if pending:
+                predictions = top_k(self.logits(np.stack([x for _, x in pending])), self.labels, top)
+                for (i, _), prediction in zip(pending, predictions):
+                    results[i] = prediction
+                progress(f"classified {len(results)} inputs", advance=len(pending))
+                pending.clear()
+
+        for image in images:
+            results.append(None)
+            try:
+                pending.append((len(results) - 1, self.preprocess(image)))
+            except TransNeXtDeployError as exc:
+                results[-1] = exc
+                progress(f"classified {len(results)} inputs", advance=1)
+            if len(pending) == step:
+                flush()
+        flush()
+        return results  # type: ignore[return-value] - every slot is filled
 
     def predict(self, images, top: int = 5) -> list[Prediction]:
         """Images (anything preprocess takes; a single one is a list of one) -> their top classes, in
         input order. An image that cannot be decoded raises images.ImageDecodeError."""
-        if not self.classify:
-            raise InvalidArgumentError(f"{self._opened.source} is a backbone bundle: it has no classes to predict "
-                                       "(package it with --mode classify)")
         if isinstance(images, (str, bytes, bytearray, os.PathLike)) or hasattr(images, "getbands"):
             images = [images]
-        results: list[Prediction] = []
-        chunk: list[np.ndarray] = []
-        for image in images:
-            chunk.append(self.preprocess(image))
-            if len(chunk) == self._runner.max_batch:
-                results += top_k(self.logits(np.stack(chunk)), self.labels, top)
-                chunk = []
-        if chunk:
-            results += top_k(self.logits(np.stack(chunk)), self.labels, top)
-        return results
+        results = self.predict_each(images, top)
+        for result in results:
+            if isinstance(result, TransNeXtDeployError):
+                raise result
+        return results  # type: ignore[return-value]
 
     def close(self) -> None:
-        if self._runner is not None:
-            self._runner.close()
-            self._runner = None
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
         self._opened.close()
 
     def __enter__(self) -> Predictor:
@@ -303,38 +274,56 @@ def _select_model(manifest: dict, resolution) -> dict:
     raise InvalidArgumentError(f"the bundle has no {wanted[0]}x{wanted[1]} model (it has {have})")
 
 
-def load(bundle: str | os.PathLike, device: str = "auto", *, resolution=None, threads: int | None = None
-         ) -> Predictor:
-    """Check `bundle` (a directory or a .tar.gz) and load it on the best backend `device` allows.
+def candidates(device: str = "auto", backend: str | None = None) -> list[str]:
+    """The bundle backends `load` tries, best first: every one on `device`, or only `backend`."""
+    check_device(device)
+    if backend is None:
+        return on_device(BUNDLE_BACKENDS, device)
+    if backend not in BUNDLE_BACKENDS:
+        raise InvalidArgumentError(f"backend must be one of {', '.join(BUNDLE_BACKENDS)} for a bundle, got "
+                                   f"{backend!r}")
+    if not on_device([backend], device):
+        raise InvalidArgumentError(f"backend {backend} runs on {BACKENDS[backend].device}, not on --device {device}")
+    return [backend]
 
-    device: "auto" (TensorRT, else onnxruntime CUDA, else onnxruntime CPU), "tensorrt", "cuda"
-    (onnxruntime CUDA) or "cpu". A device that was asked for and cannot run raises
-    BackendUnavailable, saying why. `resolution` picks one of a multi-resolution bundle's models
-    (default: the first); `threads` the CPU threads (default: the CPUs this process may use, at most 8)."""
-    if device not in DEVICES:
-        raise InvalidArgumentError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+
+def load(bundle: str | os.PathLike, device: str = "auto", *, backend: str | None = None, resolution=None,
+         threads: int | None = None) -> Predictor:
+    """Check `bundle` (a directory or a .tar.gz) and load it on the best backend this machine can run.
+
+    device: where it may run, "auto", "cpu" or "cuda"; backend: only this one (a name of
+    BUNDLE_BACKENDS). When nothing allowed can run, BackendUnavailable says why each could not.
+    `resolution` picks one of a multi-resolution bundle's models (default: the first); `threads`
+    the CPU threads (default: the CPUs this process may use, at most 8)."""
+    from ..backends.onnxrt import default_threads
+
+    names = candidates(device, backend)
+    threads = threads or default_threads()
     opened = open_bundle(bundle)
     try:
         model = _select_model(opened.manifest, resolution)
-        skipped: list[str] = []
-        for backend in _DEVICE_BACKENDS[device]:
+        source = BundleSource(opened, model)
+        skipped = [f"{name}: not tried ({'backend' if backend else 'device'}={backend or device!r})"
+                   for name in BUNDLE_BACKENDS[:BUNDLE_BACKENDS.index(names[0])]]
+        for name in names:
             try:
-                if backend == "tensorrt":
-                    runner, notes = _tensorrt(opened, model)
-                elif backend == "onnxruntime-cuda":
-                    runner, notes = _ort_cuda(opened, model)
-                else:
-                    runner, notes = _ort_cpu(opened, model, threads)
+                reason = problem(name, threads=threads)
+                if reason and name == "tensorrt" and not model.get("engines"):  # say both: each needs a fix
+                    reason += f"; the bundle has no TensorRT engine for {model['name']}"
+                if reason:
+                    raise BackendUnavailable(reason)
+                loaded = open_backend(name, source, threads=threads)
             except BackendUnavailable as exc:
-                skipped.append(f"{backend}: {exc}")
+                skipped.append(f"{name}: {exc}")
                 continue
-            if device != "auto":
-                skipped = [f"{b}: not tried (device={device!r})" for b in BACKENDS[:BACKENDS.index(backend)]]
-            return Predictor(opened, model, runner, backend, skipped, notes)
-        raise BackendUnavailable(f"device={device!r}: no backend can run {opened.source}: " + "; ".join(skipped))
+            if BACKENDS[name].device == "cpu":
+                loaded.notes = (*loaded.notes, f"{threads} threads")
+            return Predictor(opened, model, loaded, name, skipped)
+        raise BackendUnavailable(f"no backend can run {opened.source} here: " + "; ".join(skipped))
     except BaseException:
         opened.close()
         raise
 
 
-__all__ = ["BACKENDS", "DEVICES", "BackendUnavailable", "Prediction", "Predictor", "engine_problem", "load", "top_k"]
+__all__ = ["BackendUnavailable", "BundleSource", "Prediction", "Predictor", "candidates", "check_top", "load",
+           "top_k"]

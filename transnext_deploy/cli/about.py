@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import __version__
-from .app import UserError, one_line_errors, output_console, say, split_values
+from .app import one_line_errors, output_console, say, split_values
 
 
 def info(
@@ -104,15 +104,10 @@ def cache(
     ~/.cache/transnext-deploy. bench keeps its exported artifacts there (about 900 MB after the
     defaults) and reuses them; `--clear bench` frees that space, and the next bench exports again.
     """
-    from ..cache import CACHE_PARTS, cache_dir, cache_usage, clear_cache
+    from ..cache import cache_dir, cache_usage, clear_cache
 
     parts = split_values(clear)
-    if "all" in parts:
-        parts = list(CACHE_PARTS)
-    unknown = [p for p in parts if p not in CACHE_PARTS]
-    if unknown:
-        raise UserError(f"--clear takes {', '.join(CACHE_PARTS)} or all, got {', '.join(unknown)}")
-    freed = clear_cache(list(dict.fromkeys(parts))) if parts else {}
+    freed = clear_cache(parts) if parts else {}
     usage = cache_usage()
     if json_output:
         typer.echo(json.dumps({"directory": str(cache_dir()), "parts": usage, "cleared": freed}, indent=2))

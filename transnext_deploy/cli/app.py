@@ -18,10 +18,9 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from .. import __version__
+from ..artifacts import DEBUG_ENV
 from ..errors import TransNeXtDeployError, one_line
 
-DEBUG_ENV = "TRANSNEXT_DEPLOY_DEBUG"
-SIZE_HELP = "Variant: micro, tiny, small, base or micro_AAAA."
 console = Console(stderr=True)  # progress, notes and errors; tables go to stdout
 
 
@@ -78,8 +77,11 @@ class StepProgress:
     """
 
     def __init__(self, title: str, total: float | None = None, *, columns: Sequence | None = None,
-                 quiet_s: float = 10.0, counts: bool = True):
+                 quiet_s: float = 10.0, counts: bool = True, steps: bool = True):
+        """`steps=False`: off a terminal, every update is printed at most every quiet_s, however much
+        it advanced (a line per classified image would flood a log)."""
         self.title, self.total, self.columns, self.quiet_s, self.counts = title, total, columns, quiet_s, counts
+        self.steps = steps
         self.terminal = console.is_terminal
         self.completed = 0.0
         self._progress = None
@@ -119,7 +121,7 @@ class StepProgress:
         if description == self._last_text:
             return
         if step is None:
-            step = self.completed > before
+            step = self.steps and self.completed > before
         if not step and self._last_text is not None and now - self._last_line < self.quiet_s:
             return
         self._last_text, self._last_line = description, now
@@ -210,5 +212,5 @@ def main(
     """Take TransNeXt from PyTorch to ONNX and TensorRT, validated against the PyTorch reference."""
 
 
-__all__ = ["DEBUG_ENV", "SIZE_HELP", "StepProgress", "UserError", "app", "console", "escape", "note",
+__all__ = ["DEBUG_ENV", "StepProgress", "UserError", "app", "console", "escape", "note",
            "one_line_errors", "output_console", "say", "split_values", "unwrap_paragraphs", "whole_numbers"]

@@ -5,62 +5,61 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .app import SIZE_HELP, StepProgress, UserError, one_line_errors, say, split_values, whole_numbers
+from ..artifacts import PRECISIONS
+from ..backends.registry import BACKENDS
+from . import options
+from .app import StepProgress, one_line_errors, say, split_values, whole_numbers
 
 
 def bench_command(
-    size: str = typer.Option("tiny", "--size", "-s", help=SIZE_HELP),
-    resolution: list[str] = typer.Option(  # noqa: B008
-        [], "--resolution", "-r", metavar="RES",
-        help="Input size, SIDE or HEIGHTxWIDTH; repeat or comma-separate for several. Default: 224 and 384."),
-    batch: list[str] = typer.Option(  # noqa: B008
-        [], "--batch", "-b", metavar="N", help="Batch size; repeat or comma-separate for several. Default: 1."),
-    backend: list[str] = typer.Option(  # noqa: B008
-        [], "--backend", metavar="NAME",
-        help="Backend to measure; repeat or comma-separate for several, or 'all'. torch-plain, torch-fast "
-             "(eager PyTorch with the published attention / the fused op's decomposition), torch-fused (eager "
-             "PyTorch calling the fused op: the CUDA kernel from `build-plugin --target cuda` on a GPU, the host "
-             "library on the CPU), torch-compile (the fast model under torch.compile; opt-in on the CPU: minutes "
-             "to compile), ort-cpu (standard ONNX graph), ort-cpu-custom (custom-op graph, plugin arithmetic on "
-             "the CPU), ort-cuda, tensorrt-fp32, tensorrt-fp16. Default: all; those this machine lacks get a "
-             "'not available: <reason>' row."),
-    runs: int = typer.Option(
-        10, "--runs", help="Timed passes per backend and case, interleaved across backends round by round "
-                           "(fewer once --max-seconds is used up)."),
-    warmup: int = typer.Option(1, "--warmup", help="Untimed passes per case before timing."),
-    max_seconds: float = typer.Option(
-        5.0, "--max-seconds",
-        help="Stop the timed rounds after this many seconds per backend once --min-runs rounds are done."),
-    min_runs: int = typer.Option(3, "--min-runs", help="Timed rounds whatever --max-seconds says."),
-    threads: Optional[int] = typer.Option(  # noqa: UP007
-        None, "--threads", help="CPU threads for PyTorch and onnxruntime. Default: the CPUs this process may use."),
-    device: str = typer.Option("auto", "--device",
-                               help="Where the torch-* backends run: auto (CUDA when torch sees a GPU), cpu, cuda "
-                                    "(without a GPU their rows say 'not available: no CUDA device'). The reference "
-                                    "is always PyTorch, plain attention, fp32, on the CPU."),
-    checkpoint: Optional[str] = typer.Option(  # noqa: UP007
-        None, "--checkpoint", "-c",
+    size: options.Size = "tiny",
+    resolution: Annotated[Optional[list[str]], options.resolutions("224 and 384")] = None,  # noqa: UP007
+    batch: Annotated[Optional[list[str]], typer.Option(  # noqa: UP007
+        "--batch", "-b", metavar="N", help="Batch size; repeat or comma-separate for several. Default: 1.")] = None,
+    backend: Annotated[Optional[list[str]], typer.Option(  # noqa: UP007
+        "--backend", metavar="NAME",
+        help="Backend to measure; repeat or comma-separate for several, or 'all'. " + "; ".join(
+            f"{name}: {spec.runs}" for name, spec in BACKENDS.items()) + ". Default: all; torch-compile is opt-in on "
+        "the CPU (minutes to compile); those this machine lacks get a 'not available: <reason>' row.")] = None,
+    precision: Annotated[Optional[list[str]], typer.Option(  # noqa: UP007
+        "--precision", "-p", metavar="PRECISION",
+        help=f"Precisions of the engine backends (tensorrt), a row each: {' or '.join(PRECISIONS)}; repeat or "
+             "comma-separate for both. Default: both.")] = None,
+    runs: Annotated[int, typer.Option(
+        "--runs", help="Timed passes per backend and case, interleaved across backends round by round "
+                       "(fewer once --max-seconds is used up).")] = 10,
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed passes per case before timing.")] = 1,
+    max_seconds: Annotated[float, typer.Option(
+        "--max-seconds",
+        help="Stop the timed rounds after this many seconds per backend once --min-runs rounds are done.")] = 5.0,
+    min_runs: Annotated[int, typer.Option("--min-runs", help="Timed rounds whatever --max-seconds says.")] = 3,
+    threads: Annotated[Optional[int], typer.Option(  # noqa: UP007
+        "--threads", help="CPU threads for PyTorch and onnxruntime. Default: the CPUs this process may use.")] = None,
+    device: Annotated[str, options.device(
+        "Where the torch-* backends run (the others run where their name says; without a GPU the torch rows say "
+        "'not available: no CUDA device'). The reference is always PyTorch, plain attention, fp32, on the CPU.")
+    ] = "auto",
+    checkpoint: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        "--checkpoint", "-c",
         help="Official .pth, or 'official' to download it. Default: seeded random weights (speed and "
-             "agreement only)."),
-    work_dir: Optional[Path] = typer.Option(  # noqa: UP007
-        None, "--work-dir",
+             "agreement only).")] = None,
+    work_dir: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+        "--work-dir",
         help="Where exported artifacts and polygraphy data are kept and reused. Default: "
-             "$TRANSNEXT_DEPLOY_CACHE/bench or ~/.cache/transnext-deploy/bench."),
-    plugin: Optional[Path] = typer.Option(  # noqa: UP007
-        None, "--plugin", help="TensorRT plugin library (libtransnext_aa_plugin.so). Default: $TRANSNEXT_AA_PLUGIN, "
-                               "else the build directory of `transnext-deploy build-plugin`."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random weights and of the input images."),
-    no_memory: bool = typer.Option(False, "--no-memory", help="Do not measure peak memory."),
-    json_path: Optional[Path] = typer.Option(  # noqa: UP007
-        None, "--json", help="Write every number (rows, machine, commands) to this JSON file."),
-    plot_path: Optional[Path] = typer.Option(  # noqa: UP007
-        None, "--plot", help="Write a PNG: latency vs resolution per backend (log scale) and speed-ups."),
+             "$TRANSNEXT_DEPLOY_CACHE/bench or ~/.cache/transnext-deploy/bench.")] = None,
+    plugin: options.Plugin = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights and of the input images.")] = 0,
+    no_memory: Annotated[bool, typer.Option("--no-memory", help="Do not measure peak memory.")] = False,
+    json_path: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+        "--json", help="Write every number (rows, machine, commands) to this JSON file.")] = None,
+    plot_path: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+        "--plot", help="Write a PNG: latency vs resolution per backend (log scale) and speed-ups.")] = None,
 ) -> None:
     """Latency, throughput, peak memory and accuracy vs PyTorch for every backend, side by side.
 
@@ -69,31 +68,26 @@ def bench_command(
     (fp32, CPU). Exported artifacts are made with `export` in --work-dir and reused. The table goes to
     stdout, progress to stderr.
     """
-    from ..bench.run import BenchOptions, run_bench
     from ..bench.plot import plot_report
+    from ..bench.report import check_report_paths
+    from ..bench.run import BenchOptions, run_bench
     from ..resolution import parse_resolution
 
-    resolutions = [parse_resolution(r) for r in split_values(resolution)] or None
-    batches = whole_numbers(batch, "--batch") or None
-    backends = split_values(backend) or None
-    if plot_path is not None and plot_path.suffix.lower() != ".png":
-        raise UserError(f"--plot writes a PNG: give a path ending in .png, got {plot_path}")
-    for path, option in ((json_path, "--json"), (plot_path, "--plot")):
-        if path is not None and path.is_dir():
-            raise UserError(f"{option} {path} is a directory; give a file path")
+    check_report_paths(json_path, plot_path)
     options = BenchOptions(
         variant=size, runs=runs, warmup=warmup, max_seconds=max_seconds, min_runs=min_runs, threads=threads,
         device=device, checkpoint=checkpoint, work_dir=work_dir, plugin_library=plugin, seed=seed,
-        memory=not no_memory, backends=backends)
-    if resolutions:
-        options.resolutions = resolutions
-    if batches:
-        options.batches = batches
+        memory=not no_memory, backends=split_values(backend or []) or None)
+    if resolution:
+        options.resolutions = [parse_resolution(r) for r in split_values(resolution)]
+    if batch:
+        options.batches = whole_numbers(batch, "--batch")
+    if precision:
+        options.precisions = [p.lower() for p in split_values(precision)]
 
     started = time.perf_counter()
     with StepProgress(f"bench transnext_{size}") as progress:
-        report = run_bench(options, progress=lambda description, completed, total: progress.update(
-            description, completed=completed, total=total))
+        report = run_bench(options, progress=progress.update)
 
     out = Console(width=None if sys.stdout.isatty() else 160)
     out.print(_table(report))
@@ -143,7 +137,7 @@ def _table(report) -> Table:
                 table.add_section()
             last_batch = r.batch
             lat, acc = r.latency_ms, r.accuracy
-            table.add_row(r.backend, _res(r.resolution), str(r.batch), str(r.runs), f(lat["p50"], "ms"),
+            table.add_row(r.label, _res(r.resolution), str(r.batch), str(r.runs), f(lat["p50"], "ms"),
                           f(lat["p90"], "ms"), f(lat["p99"], "ms"), f(r.throughput_img_s, "ips"),
                           f(r.memory_mib, "mib"), f(acc.get("max_abs"), "err"), f(acc.get("cosine"), "cos"),
                           f(acc.get("top1_agreement"), "top1"), "[green]ok[/]")
@@ -155,7 +149,7 @@ def _table(report) -> Table:
             if b in shown_missing:
                 continue
             shown_missing.add(b)
-            cases = [r for r in report.rows if r.backend == b]
+            cases = [r for r in report.rows if r.label == b]
             status = cases[0].status
             color = "yellow" if status == "skipped" else "red"
             table.add_row(b, "all", "all", "-", "-", "-", "-", "-", "-", "-", "-", "-",
@@ -171,13 +165,13 @@ def _res(resolution) -> str:
 def _footnotes(rows) -> dict[str, list[str]]:
     """reason -> backends, for backends with no measured case (a backend that failed only in some
     cases keeps a row per failed case in --json)."""
-    measured = {r.backend for r in rows if r.ok}
+    measured = {r.label for r in rows if r.ok}
     notes: dict[str, list[str]] = {}
     for r in rows:
-        if not r.ok and r.backend not in measured:
+        if not r.ok and r.label not in measured:
             names = notes.setdefault(r.status_text, [])
-            if r.backend not in names:
-                names.append(r.backend)
+            if r.label not in names:
+                names.append(r.label)
     return notes
 
 
@@ -185,23 +179,23 @@ def _print_notes(report, out: Console) -> None:
     """Footnotes of the table and the polygraphy command lines on stdout; measurement notes on stderr."""
     for number, (text, backends) in enumerate(_footnotes(report.rows).items(), 1):
         out.print(f"[{number}] {', '.join(backends)}: {text}", highlight=False, markup=False, soft_wrap=True)
-    measured = {r.backend for r in report.rows if r.ok}
+    measured = {r.label for r in report.rows if r.ok}
     for r in report.rows:
-        if not r.ok and r.backend in measured:
-            out.print(f"{r.backend} {_res(r.resolution)} batch {r.batch}: {r.status_text}", highlight=False,
+        if not r.ok and r.label in measured:
+            out.print(f"{r.label} {_res(r.resolution)} batch {r.batch}: {r.status_text}", highlight=False,
                       markup=False, soft_wrap=True)
     if report.polygraphy:
         first = report.polygraphy[0]
         res = "x".join(map(str, first["resolution"]))
         out.print(f"Reproduce a comparison with polygraphy ({res}, batch {first['batch']}; against the PyTorch "
                   "outputs this run saved):", highlight=False, soft_wrap=True)
-        for name in ("ort-cpu", "tensorrt-fp16"):
+        for name in ("onnxruntime-cpu", "tensorrt fp16"):
             out.print(f"  {first['commands'][name]}", highlight=False, soft_wrap=True, markup=False)
         out.print("  (every resolution and batch, TensorRT fp32 and the function form: 'polygraphy' in --json)",
                   highlight=False, soft_wrap=True)
     for m in sorted({r.memory_method for r in report.rows if r.ok and r.memory_method}):
         say(f"peak MiB: {m}", style="dim")
-    for backend, note in sorted({(r.backend, n) for r in report.rows for n in r.notes}):
+    for backend, note in sorted({(r.label, n) for r in report.rows for n in r.notes}):
         say(f"{backend}: {note}", style="dim")
 
 

@@ -4,39 +4,29 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from ..compare import FP32_TOLERANCE
-from .app import SIZE_HELP, StepProgress, note, one_line_errors, say
+from . import options
+from .app import StepProgress, note, one_line_errors, say, split_values
 
 
 def export_command(
-    size: str = typer.Option(..., "--size", "-s", help=SIZE_HELP),
-    resolution: list[str] = typer.Option(  # noqa: B008
-        [], "--resolution", "-r",
-        help="Input size, SIDE or HEIGHTxWIDTH; repeat for one artifact per resolution. "
-             "Default: the variant's training size (224; 256 for micro_AAAA)."),
+    size: options.Size,
+    resolution: Annotated[Optional[list[str]], options.resolutions(  # noqa: UP007
+        f"{options.TRAINING_SIZE}; one artifact directory each")] = None,
     pretrain_size: Optional[int] = typer.Option(  # noqa: UP007
         None, "--pretrain-size",
         help="Resolution the weights were pre-trained at; scales the position-bias coordinates. "
              "Default: the variant's training size (224 for the 384 fine-tuned weights too)."),
-    checkpoint: Optional[str] = typer.Option(  # noqa: UP007
-        None, "--checkpoint", "-c",
-        help="Official .pth (bare or wrapped state dict), or 'official' to download it. "
-             "Default: random weights, for structure and speed only."),
-    mode: str = typer.Option("classify", "--mode", "-m",
-                             help="classify: logits (1000 classes); backbone: the four NCHW stage features."),
+    checkpoint: Annotated[Optional[str], options.checkpoint(options.RANDOM_WEIGHTS)] = None,  # noqa: UP007
+    mode: Annotated[str, options.mode("logits (1000 classes)")] = "classify",
     position_bias: str = typer.Option(
         "extrapolate", "--position-bias",
         help="extrapolate: position-bias MLP on the export grid; interpolate: on the trained grid, resized."),
-    fixed_pool_size: Optional[int] = typer.Option(  # noqa: UP007
-        None, "--fixed-pool-size",
-        help="Linear inference mode (paper, section 4.1): every aggregated-attention stage pools to N x N "
-             "whatever the resolution, so attention cost grows linearly with the pixels; the paper uses 7 with "
-             "224-trained weights (README, Linear inference mode). Every stage grid must be larger than N. "
-             "Default: pool grids of (H // sr) x (W // sr)."),
+    fixed_pool_size: options.FixedPoolSize = None,
     opset: int = typer.Option(17, "--opset", help="ONNX opset (>= 17)."),
     output: Path = typer.Option(Path("artifacts"), "--output", "-o",  # noqa: B008
                                 help="Directory that receives one sub-directory per resolution."),
@@ -47,8 +37,8 @@ def export_command(
              "(README, Export)."),
     rtol: Optional[float] = typer.Option(  # noqa: UP007
         None, "--rtol", help=f"Relative tolerance, see --atol. Default: {FP32_TOLERANCE.rtol:g}."),
-    threads: int = typer.Option(2, "--threads", help="onnxruntime threads used for validation."),
-    json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (progress stays on stderr)."),
+    threads: options.ValidationThreads = 2,
+    json_output: Annotated[bool, options.json_flag("a summary of the artifacts")] = False,
 ) -> None:
     """Export TransNeXt to ONNX, fuse aggregated attention into custom nodes, validate against PyTorch.
 
@@ -70,7 +60,8 @@ def export_command(
     from ..resolution import parse_resolution
 
     options = check_options(ExportOptions(
-        variant=size, resolutions=[parse_resolution(r) for r in resolution], mode=MODE.parse(mode, "--mode"),
+        variant=size, resolutions=[parse_resolution(r) for r in split_values(resolution or [])],
+        mode=MODE.parse(mode, "--mode"),
         pretrain_size=pretrain_size, checkpoint=checkpoint, opset=opset, output_dir=output,
         position_bias=POSITION_BIAS.parse(position_bias, "--position-bias"),
         fixed_pool_size=check_fixed_pool_size(fixed_pool_size, "--fixed-pool-size"),
@@ -79,8 +70,7 @@ def export_command(
     engines = plan_engines()
     total = len(options.resolutions) * len(export_steps(engines.precisions))
     with StepProgress(f"export transnext_{options.variant}", total) as progress:
-        results = export(options, engines=engines, progress=lambda res, step: progress.update(
-            f"{res[0]}x{res[1]}: {step}", advance=1))
+        results = export(options, engines=engines, progress=progress.update)
     for r in results:
         for text in r.notes:
             note(text)

@@ -4,50 +4,32 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
-from ..engine import HARDWARE_COMPATIBILITY
-from .app import SIZE_HELP, StepProgress, UserError, note, one_line_errors, say, split_values
+from . import options
+from .app import StepProgress, note, one_line_errors, say, split_values
 
 
 def package_command(
-    size: str = typer.Option(..., "--size", "-s", help=SIZE_HELP),
-    resolution: list[str] = typer.Option(  # noqa: B008
-        [], "--resolution", "-r",
-        help="Input size, SIDE or HEIGHTxWIDTH; repeat (or comma-separate) for several models in one bundle. "
-             "Default: the variant's training size (224; 256 for micro_AAAA)."),
-    checkpoint: Optional[str] = typer.Option(  # noqa: UP007
-        None, "--checkpoint", "-c",
-        help="Official .pth (bare or wrapped state dict), or 'official' to download it. "
-             "Default: random weights, for structure and speed only."),
-    mode: str = typer.Option("classify", "--mode", "-m",
-                             help="classify: logits and the ImageNet-1k class names (what predict needs); "
-                                  "backbone: the four NCHW stage features."),
+    size: options.Size,
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="The bundle: a directory, or a .tar.gz / .tgz file. Nothing is written there unless "
+                               "every step succeeds.")],
+    resolution: Annotated[Optional[list[str]], options.resolutions(  # noqa: UP007
+        f"{options.TRAINING_SIZE}; one model each in the bundle")] = None,
+    checkpoint: Annotated[Optional[str], options.checkpoint(options.RANDOM_WEIGHTS)] = None,  # noqa: UP007
+    mode: Annotated[str, options.mode("logits and the ImageNet-1k class names (what predict needs)")] = "classify",
     engines: Optional[str] = typer.Option(  # noqa: UP007
         None, "--engines",
         help="TensorRT engine precisions to build, comma-separated (fp16,fp32), or 'none'. Given, they are "
              "required. Default: fp16 and fp32 where TensorRT and a CUDA GPU are here, else none (said why)."),
-    cuda_arch: Optional[list[str]] = typer.Option(  # noqa: UP007
-        None, "--cuda-arch", metavar="ARCH",
-        help="CUDA architectures of the TensorRT plugin library built with the engines (repeat, or "
-             "comma-separate: 80,86,87). Default: the CMake default list."),
-    version_compatible: bool = typer.Option(
-        False, "--version-compatible",
-        help="Build engines that also run on later TensorRT versions of the same major version (TensorRT's "
-             "lean runtime inside; the loadLibrary plugin library is serialized into them)."),
-    hardware_compatibility: str = typer.Option(
-        "none", "--hardware-compatibility",
-        help="Engines for: none (the packaging GPU's compute capability), ampere_plus (any Ampere or later "
-             "GPU), same_compute_capability (TensorRT >= 10.13). Slower engines for wider reach."),
-    fixed_pool_size: Optional[int] = typer.Option(  # noqa: UP007
-        None, "--fixed-pool-size",
-        help="Linear inference mode: every attention stage pools to an N x N grid whatever the input size."),
-    output: Path = typer.Option(..., "--output", "-o",  # noqa: B008
-                                help="The bundle: a directory, or a .tar.gz / .tgz file. Nothing is written "
-                                     "there unless every step succeeds."),
-    threads: int = typer.Option(2, "--threads", help="onnxruntime threads used for validation."),
+    cuda_arch: options.CudaArchs = None,
+    version_compatible: options.VersionCompatible = False,
+    hardware_compatibility: options.HardwareCompatibility = "none",
+    fixed_pool_size: options.FixedPoolSize = None,
+    threads: options.ValidationThreads = 2,
     triton: Optional[Path] = typer.Option(  # noqa: UP007
         None, "--triton", metavar="DIR",
         help="Also write a Triton Inference Server model repository there (a new or empty directory): the "
@@ -56,7 +38,7 @@ def package_command(
     triton_max_batch: int = typer.Option(16, "--triton-max-batch",
                                          help="max_batch_size of the Triton model (at most the engines' "
                                               "profile maximum, 32)."),
-    json_output: bool = typer.Option(False, "--json", help="Print the bundle's manifest as JSON on stdout."),
+    json_output: Annotated[bool, options.json_flag("the bundle's manifest")] = False,
 ) -> None:
     """Package TransNeXt as a deployable bundle: validated ONNX graphs, plugin sources, libraries, engines.
 
@@ -74,9 +56,6 @@ def package_command(
     from ..bundle.package import PackageOptions, package
     from ..resolution import parse_resolution
 
-    if hardware_compatibility not in HARDWARE_COMPATIBILITY:
-        raise UserError(f"--hardware-compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, "
-                        f"got {hardware_compatibility!r}")
     if triton is not None:
         from ..serving.repository import check_repository_target
 
@@ -86,13 +65,13 @@ def package_command(
         values = split_values([engines])
         precisions = [] if values == ["none"] else values
     options = PackageOptions(
-        variant=size, output=output, resolutions=[parse_resolution(r) for r in split_values(resolution)],
+        variant=size, output=output, resolutions=[parse_resolution(r) for r in split_values(resolution or [])],
         mode=MODE.parse(mode, "--mode"), checkpoint=checkpoint, engines=precisions,
         cuda_archs=split_values(cuda_arch) if cuda_arch else None, version_compatible=version_compatible,
         hardware_compatibility=hardware_compatibility, fixed_pool_size=fixed_pool_size, threads=threads)
     with StepProgress(f"package transnext_{size}") as progress:
         try:
-            result = package(options, progress=lambda step: progress.update(step, step=True))
+            result = package(options, progress=progress.update)
         except ExportError as exc:
             raise ExportError(f"nothing written to {output}: {exc}") from None
     for text in result.notes:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from ..plugin.build import DEFAULT_CUDA_ARCHS
-from .app import StepProgress, UserError, note, one_line_errors, output_console
+from . import options
+from .app import StepProgress, note, one_line_errors, output_console, split_values
 
 
 def build_plugin_command(
@@ -22,10 +23,7 @@ def build_plugin_command(
              "cuda: the CUDA kernel alone (nvcc); plugin: the TensorRT plugin libraries (nvcc and TensorRT "
              "headers). Default: every target this machine can build; the others are skipped with the reason "
              "(--cuda-arch makes cuda required, --tensorrt-root makes plugin required)."),
-    cuda_arch: Optional[list[str]] = typer.Option(  # noqa: UP007
-        None, "--cuda-arch", metavar="ARCH",
-        help="CUDA architecture to compile for; repeat for several (75 80 86 87 89 90; sm_87 and 8.7 are "
-             f"accepted too). Default: the CMake default, {';'.join(DEFAULT_CUDA_ARCHS)}."),
+    cuda_arch: options.CudaArchs = None,
     tensorrt_root: Optional[Path] = typer.Option(  # noqa: UP007
         None, "--tensorrt-root",
         help="TensorRT installation holding include/NvInfer.h (and lib/libnvinfer). Default: $TENSORRT_ROOT, "
@@ -38,8 +36,7 @@ def build_plugin_command(
     jobs: Optional[int] = typer.Option(  # noqa: UP007
         None, "--jobs", "-j", help="Parallel compile jobs. Default: the number of CPUs."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show CMake's and the compilers' output."),
-    json_output: bool = typer.Option(
-        False, "--json", help="Print {build_dir, targets, skipped, libraries, ...} as JSON on stdout."),
+    json_output: Annotated[bool, options.json_flag("{build_dir, targets, skipped, libraries, ...}")] = False,
 ) -> None:
     """Build the aggregated-attention libraries (CPU reference, CUDA kernel, TensorRT plugin) with CMake.
 
@@ -47,9 +44,7 @@ def build_plugin_command(
     """
     from ..plugin.build import build_plugin, default_build_dir, normalize_cuda_archs, plan_build
 
-    if jobs is not None and jobs < 1:
-        raise UserError(f"--jobs must be at least 1, got {jobs}")
-    archs = normalize_cuda_archs(";".join(cuda_arch)) if cuda_arch else None
+    archs = normalize_cuda_archs(split_values(cuda_arch)) if cuda_arch else None
     plan = plan_build(target, cuda_archs_given=bool(cuda_arch), tensorrt_root=tensorrt_root)
     for t, reason in plan.skipped.items():
         note(reason, f"skipping {t}")
@@ -57,7 +52,7 @@ def build_plugin_command(
         note("--cuda-arch has no effect: no CUDA target is built")
 
     out_dir = build_dir.expanduser().resolve() if build_dir is not None else default_build_dir()
-    n_jobs = jobs or os.cpu_count() or 2
+    n_jobs = jobs if jobs is not None else os.cpu_count() or 2
     what = ", ".join(plan.targets)
     if {"cuda", "plugin"} & set(plan.targets):
         what += f" for sm_{', sm_'.join(archs or DEFAULT_CUDA_ARCHS)}"

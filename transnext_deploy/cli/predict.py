@@ -7,10 +7,12 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
+from ..progress import no_progress
+from . import options
 from .app import StepProgress, UserError, note, one_line_errors, say
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")  # what a directory walk picks up
@@ -41,21 +43,18 @@ def _walk(root: Path) -> Iterator[str]:
 
 
 def predict_command(
+    bundle: options.Bundle,
     inputs: list[str] = typer.Argument(  # noqa: B008
         ..., metavar="IMAGE_OR_DIR...",
         help="Image files (JPEG, PNG, WebP) and directories (walked for *.jpg, *.jpeg, *.png, *.webp)."),
-    bundle: Path = typer.Option(..., "--bundle", "-b",  # noqa: B008
-                                help="A bundle directory or .tar.gz made by `transnext-deploy package`."),
-    top: int = typer.Option(5, "--top", "-k", help="How many classes to print per image."),
-    batch: int = typer.Option(8, "--batch", help="Images per inference call."),
-    device: str = typer.Option(
-        "auto", "--device",
-        help="auto: a TensorRT engine of the bundle when it can run here, else onnxruntime CUDA, else "
-             "onnxruntime CPU (the choice and the reasons are printed); tensorrt, cuda or cpu: only that one."),
-    resolution: Optional[str] = typer.Option(  # noqa: UP007
-        None, "--resolution", "-r", help="Which model of a multi-resolution bundle (SIDE or HxW). Default: the first."),
-    threads: Optional[int] = typer.Option(  # noqa: UP007
-        None, "--threads", help="CPU threads for onnxruntime. Default: the CPUs this process may use, at most 8."),
+    top: Annotated[int, options.top("to print per image")] = 5,
+    batch: Annotated[int, typer.Option("--batch", help="Images per inference call.")] = 8,
+    device: options.Device = "auto",
+    backend: options.Backend = None,
+    resolution: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        "--resolution", "-r", help="Which model of a multi-resolution bundle (SIDE or HxW). Default: the first.")
+    ] = None,
+    threads: options.RuntimeThreads = None,
     json_output: bool = typer.Option(
         False, "--json",
         help='Print a JSON list, one object per input in input order: {"image", "backend", "top": [{"index", '
@@ -67,49 +66,26 @@ def predict_command(
     converted to RGB). An input that is not a readable image gets an error (an error object with
     --json); the others still run, and the exit status is then 1.
     """
-    import numpy as np
-
+    from ..bundle.runtime import check_top, load
     from ..errors import TransNeXtDeployError, one_line
-    from ..bundle.runtime import load, top_k
 
-    if top < 1:
-        raise UserError(f"--top must be at least 1, got {top}")
-    if batch < 1:
-        raise UserError(f"--batch must be at least 1, got {batch}")
+    check_top(top)
     images, walked = expand_inputs(inputs)
     if not images:
         raise UserError(f"no images found in {', '.join(inputs)} (looked for {', '.join(IMAGE_SUFFIXES)})")
-    with load(bundle, device=device, resolution=resolution, threads=threads) as predictor:
-        if not predictor.classify:
-            raise UserError(f"{bundle} is a backbone bundle: it has no classes to predict (package it with "
-                            "--mode classify)")
+    with load(bundle, device=device, backend=backend, resolution=resolution, threads=threads) as predictor:
         note(f"{predictor.backend}: " + "; ".join(predictor.notes), "backend")
         for line in predictor.skipped:
             note(line, "skipped")
-        results: list[dict | None] = [None] * len(images)
-        pending: list[tuple[int, np.ndarray]] = []
-
-        def flush() -> None:
-            if pending:
-                logits = predictor.logits(np.stack([x for _, x in pending]))
-                for (i, _), prediction in zip(pending, top_k(logits, predictor.labels, top)):
-                    results[i] = {"image": images[i], "backend": predictor.backend,
-                                  "top": [{"index": c, "label": label, "probability": p}
-                                          for c, label, p in prediction.top]}
-                pending.clear()
-
         with contextlib.ExitStack() as stack:  # progress only for a walked directory
-            progress = stack.enter_context(StepProgress("classifying", total=len(images))) if walked else None
-            for i, image in enumerate(images):
-                try:
-                    pending.append((i, predictor.preprocess(image)))
-                except TransNeXtDeployError as exc:
-                    results[i] = {"image": image, "error": one_line(exc)}
-                if len(pending) == batch:
-                    flush()
-                if progress is not None:  # a line per image would flood a log: off a terminal every 10 s
-                    progress.update(f"classifying {image}", completed=i + 1 - len(pending), step=False)
-            flush()
+            progress = no_progress
+            if walked:  # a line per image would flood a log: off a terminal every 10 s
+                progress = stack.enter_context(StepProgress("classifying", total=len(images), steps=False)).update
+            outcomes = predictor.predict_each(images, top, batch, progress)
+    results = [{"image": image, "error": one_line(outcome)} if isinstance(outcome, TransNeXtDeployError) else
+               {"image": image, "backend": predictor.backend,
+                "top": [{"index": c, "label": label, "probability": p} for c, label, p in outcome.top]}
+               for image, outcome in zip(images, outcomes)]
     failed = [r for r in results if "error" in r]
     if json_output:
         typer.echo(json.dumps(results, indent=2))

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from ..artifacts import IMAGE_MODEL
+from . import options
 from .app import note, one_line_errors, say
 
 
 def serve_command(
-    bundle: Path = typer.Option(..., "--bundle", "-b",  # noqa: B008
-                                help="Bundle directory or .tar.gz written by `transnext-deploy package` "
-                                     "(a classification bundle)."),
+    bundle: options.Bundle,
     host: str = typer.Option("127.0.0.1", "--host",
                              help="Address the HTTP, gRPC and metrics endpoints listen on "
                                   "(0.0.0.0: every interface)."),
@@ -23,24 +23,31 @@ def serve_command(
     max_batch: int = typer.Option(16, "--max-batch",
                                   help="Largest batch Triton's dynamic batcher forms, and the largest batch "
                                        "one request may send."),
-    top: int = typer.Option(5, "--top", help="K: classes returned per image by the `transnext` model."),
-    device: str = typer.Option("auto", "--device",
-                               help="auto (TensorRT, else onnxruntime CUDA, else CPU), tensorrt, cuda or cpu."),
+    top: Annotated[int, options.top(f"returned per image by the `{IMAGE_MODEL}` model")] = 5,
+    device: options.Device = "auto",
+    backend: options.Backend = None,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Pass Triton's own log through to stderr."),
 ) -> None:
     """Serve a bundle with Triton Inference Server: model `transnext` takes encoded image files (BYTES
     [-1, 1]) and returns top-K indices, probabilities and labels; model `transnext_tensor` takes
     preprocessed float32 images [-1, 3, H, W] and returns logits. Both batch dynamically. Runs until
     SIGTERM or Ctrl-C, then stops cleanly. Needs `pip install 'transnext-deploy\\[serve]'`."""
-    from ..serving.server import TritonServer, bundle_facts, check_ports, check_serve_options, serve_forever, triton_dist
+    from ..serving.server import (
+        TritonServer,
+        bundle_facts,
+        check_ports,
+        check_serve_options,
+        serve_forever,
+        triton_dist,
+    )
 
-    check_serve_options(max_batch=max_batch, top=top, device=device)
+    check_serve_options(max_batch=max_batch, top=top, device=device, backend=backend)
     triton_dist()  # a missing server or a taken port is one line before the bundle is loaded
     check_ports(host, {"--http-port": http_port, "--grpc-port": grpc_port, "--metrics-port": metrics_port})
-    input_size, backend, classes = bundle_facts(bundle, device)
-    note(f"{bundle}: {input_size[0]}x{input_size[1]}, {classes} classes, backend {backend}", label="bundle")
+    input_size, chosen, classes = bundle_facts(bundle, device, backend)
+    note(f"{bundle}: {input_size[0]}x{input_size[1]}, {classes} classes, backend {chosen}", label="bundle")
     server = TritonServer(bundle, host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
-                          max_batch=max_batch, top=top, device=device, input_size=input_size,
+                          max_batch=max_batch, top=top, device=device, backend=backend, input_size=input_size,
                           num_classes=classes, log=sys.stderr if verbose else None)
     raise typer.Exit(serve_forever(server, announce=say))
 

@@ -8,11 +8,12 @@ from typing import Optional
 
 import typer
 
-from .app import SIZE_HELP, StepProgress, one_line_errors, say
+from . import options
+from .app import StepProgress, one_line_errors, say
 
 
 def download(
-    size: str = typer.Option(..., "--size", "-s", help=SIZE_HELP),
+    size: options.Size,
     resolution: Optional[int] = typer.Option(  # noqa: UP007
         None, "--resolution", "-r",
         help="Resolution of the published weights (224; 384 for the fine-tuned small/base; 256 for micro_AAAA). "
@@ -31,10 +32,9 @@ def download(
 
     weights = official_weights(resolve_variant(size, "size"), resolution)
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with StepProgress(weights.filename, columns=columns, counts=False) as progress:
+    with StepProgress(weights.filename, columns=columns, counts=False, steps=False) as progress:
         progress.update(f"downloading {weights.filename}")
-        path = download_weights(weights, output, progress=lambda done, total: progress.update(
-            f"downloading {weights.filename}: {done / 1e6:.0f} MB", completed=done, total=total, step=False))
+        path = download_weights(weights, output, progress=progress.update)
     result = {"variant": weights.variant, "resolution": weights.resolution, "path": str(path),
               "sha256": sha256sum(path), "pretrain_size": weights.pretrain_size}
     if json_output:

@@ -37,7 +37,7 @@ import platform
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -46,30 +46,22 @@ from ..cache import cache_dir
 from ..artifacts import (
     BATCH_PROFILE,
     ENGINE_SOURCE,
+    PLUGIN_DYNAMIC_LIBRARY,
     PLUGIN_ENV,
+    PLUGIN_LIBRARY,
+    PRECISIONS,
     engine_file_name,
     engine_metadata_name,
     engine_step,
     sha256sum,
 )
-from ..errors import TransNeXtDeployError
+from ..errors import TransNeXtDeployError, one_line
 from ..machine import CudaDevice, cuda_devices
-from ..compare import FP32_TOLERANCE, Tolerance
+from ..progress import Progress, no_progress
+from ..compare import ENGINE_TOLERANCES, FP16_TOLERANCE
+from .compatibility import HARDWARE_COMPATIBILITY, check_hardware_compatibility
 
-PRECISIONS = ("fp32", "fp16")
-# fp16 engines against PyTorch float32. Not measured on TensorRT (no GPU where it was chosen): taken
-# from PyTorch's float16 autocast on the CPU (fp16 matmuls and convolutions, fp32 softmax and
-# normalisation) against float32, `benchmarks/measure_export_noise.py --fp16`: micro and tiny at
-# 224 and 384 and small at 224, logits scaled to max |logits| = 30 and backbone features (max |b|
-# about 5). Worst |a - b| 6.5e-2 (small's logits); the smallest atol that passes at rtol 1e-2 is
-# 6.4e-2: the error follows the size of the whole output more than each element's. atol 0.2 leaves
-# a margin of 3x for TensorRT's own fp16 kernels; rtol 1e-2 is ten times fp16's own rounding of the
-# output (half an ulp, 4.9e-4 relative). README, "Tolerances".
-FP16_TOLERANCE = Tolerance(atol=0.2, rtol=1e-2)
-ENGINE_TOLERANCES = {"fp32": FP32_TOLERANCE, "fp16": FP16_TOLERANCE}
 DEFAULT_WORKSPACE_MIB = 4096
-# TensorRT's HardwareCompatibilityLevel names, lower case; "same_compute_capability" from TensorRT 10.13.
-HARDWARE_COMPATIBILITY = ("none", "ampere_plus", "same_compute_capability")
 METADATA_FORMAT = 1
 
 
@@ -132,7 +124,7 @@ def tensorrt_status(plugin_library: str | os.PathLike | None = None, *, need_plu
     if need_plugin:
         library, where = resolve_plugin_library(plugin_library)
         if library is None:
-            missing.append(f"plugin library libtransnext_aa_plugin.so not built ({where}; run "
+            missing.append(f"plugin library {PLUGIN_LIBRARY} not built ({where}; run "
                            "`transnext-deploy build-plugin --target plugin`, or set $TRANSNEXT_AA_PLUGIN)")
     if missing:
         return TensorRTStatus(False, "; ".join(missing))
@@ -165,11 +157,11 @@ def load_plugin(plugin_library: str | os.PathLike | None = None) -> Path:
     creator is in TensorRT's registry."""
     import tensorrt as trt
 
-    from ..ops.aggregated_attention import OP_NAME, OP_NAMESPACE, OP_VERSION
+    from ..ops.contract import OP_NAME, OP_NAMESPACE, OP_VERSION
 
     path, where = resolve_plugin_library(plugin_library)
     if path is None:
-        raise TensorRTUnavailable(f"plugin library libtransnext_aa_plugin.so not found: {where}")
+        raise TensorRTUnavailable(f"plugin library {PLUGIN_LIBRARY} not found: {where}")
     with _PLUGIN_LOCK:
         if path not in _LOADED_PLUGINS:
             try:
@@ -179,7 +171,7 @@ def load_plugin(plugin_library: str | os.PathLike | None = None) -> Path:
             trt.init_libnvinfer_plugins(trt_logger(), "")
     if trt.get_plugin_registry().get_creator(OP_NAME, OP_VERSION, OP_NAMESPACE) is None:
         raise EngineError(f"{path} loaded but no {OP_NAME} v{OP_VERSION} creator is registered: is it "
-                          "libtransnext_aa_plugin.so (not the _dynamic variant) built against this TensorRT?")
+                          f"{PLUGIN_LIBRARY} (not {PLUGIN_DYNAMIC_LIBRARY}) built against this TensorRT?")
     return path
 
 
@@ -237,6 +229,31 @@ def default_timing_cache(tensorrt_version: str, device: CudaDevice) -> Path:
     return cache_dir() / "tensorrt" / f"timing_trt{tensorrt_version}_sm{device.sm}.cache"
 
 
+def check_precisions(precisions: Sequence[str] | None) -> tuple[str, ...]:
+    """The precisions asked for, lower case, in order, without repeats (None: every one); a one-line
+    EngineError for an unknown one or none at all."""
+    if precisions is None:
+        return PRECISIONS
+    wanted = tuple(dict.fromkeys(str(p).lower() for p in precisions))
+    unknown = [p for p in wanted if p not in PRECISIONS]
+    if unknown or not wanted:
+        raise EngineError(f"precisions must be among {', '.join(PRECISIONS)}, got {', '.join(precisions) or 'none'}")
+    return wanted
+
+
+def dynamic_plugin_for(plugin_library: str | os.PathLike | None) -> Path:
+    """The loadLibrary variant of the plugin that a version-compatible engine carries: next to the
+    given plugin library, else in the build directory."""
+    from ..plugin.build import find_plugin_library
+
+    path = (Path(plugin_library).with_name(PLUGIN_DYNAMIC_LIBRARY) if plugin_library is not None
+            else find_plugin_library(dynamic=True))
+    if path is None or not path.is_file():
+        raise EngineError(f"version-compatible engines carry {PLUGIN_DYNAMIC_LIBRARY}: build it with `transnext-deploy "
+                          f"build-plugin --target plugin` (or place it next to {PLUGIN_LIBRARY})")
+    return path
+
+
 def check_batch_profile(profile: Sequence[int]) -> tuple[int, int, int]:
     if len(profile) != 3:
         raise EngineError(f"batch profile must be (min, opt, max), got {tuple(profile)}")
@@ -251,7 +268,7 @@ def uses_custom_op(onnx_path: str | os.PathLike) -> bool:
     TensorRT then wants the plugin loaded."""
     import onnx
 
-    from ..ops.aggregated_attention import OP_NAME
+    from ..ops.contract import OP_NAME
 
     model = onnx.load(str(onnx_path), load_external_data=False)
     return any(n.op_type == OP_NAME for n in model.graph.node)
@@ -309,11 +326,8 @@ def build_engine(
     `hardware_compatibility`: "none" (the GPU's compute capability), "ampere_plus" (any Ampere or
     later GPU) or "same_compute_capability" (TensorRT >= 10.13). Each raises EngineError where this
     TensorRT does not offer it."""
-    if precision not in PRECISIONS:
-        raise EngineError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if hardware_compatibility not in HARDWARE_COMPATIBILITY:
-        raise EngineError(f"hardware compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, "
-                          f"got {hardware_compatibility!r}")
+    (precision,) = check_precisions([precision])
+    check_hardware_compatibility(hardware_compatibility)
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise EngineError(f"ONNX graph not found: {onnx_path}")
@@ -362,7 +376,7 @@ def build_engine(
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise EngineError(f"TensorRT's ONNX parser rejects {onnx_path.name}: " + " | ".join(
-            " ".join(e.split()) for e in errors[:3]))
+            one_line(e) for e in errors[:3]))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     config.clear_flag(trt.BuilderFlag.TF32)
@@ -382,7 +396,7 @@ def build_engine(
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        detail = " | ".join(" ".join(e.split()) for e in logger.errors) or "see the TensorRT log above"
+        detail = " | ".join(one_line(e) for e in logger.errors) or "see the TensorRT log above"
         raise EngineError(f"TensorRT could not build a {precision} engine from {onnx_path.name}: {detail}")
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = engine_path.with_name(f".{engine_path.name}.tmp")
@@ -438,26 +452,29 @@ def build_engines_for_artifact(
     plugin_library: str | os.PathLike | None = None,
     timing_cache: str | os.PathLike | None = None,
     rebuild: bool = False,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress = no_progress,
     version_compatible: bool = False,
     hardware_compatibility: str = "none",
     serialize_plugin: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Build one engine per precision next to the artifact's ONNX graph (default: the custom-op
-    graph, which needs the plugin); returns the engine paths. Raises TensorRTUnavailable with the
-    missing pieces when TensorRT, a GPU or the plugin library is absent, EngineError otherwise."""
+    graph, which needs the plugin); returns the engine paths. Every option is checked before
+    anything is built. A version-compatible engine carries the loadLibrary plugin library
+    (`serialize_plugin`, default: dynamic_plugin_for(plugin_library)). Raises TensorRTUnavailable
+    with the missing pieces when TensorRT, a GPU or the plugin library is absent, EngineError otherwise."""
     directory = Path(artifact_dir)
     onnx_path = directory / source
     if not onnx_path.is_file():
-        raise EngineError(f"{onnx_path} not found: is {directory} an export artifact directory?")
-    unknown = [p for p in precisions if p not in PRECISIONS]
-    if unknown or not precisions:
-        raise EngineError(f"precisions must be among {', '.join(PRECISIONS)}, got {list(precisions)}")
+        raise EngineError(f"{directory} is not an export artifact directory: {source} not found there")
+    precisions = check_precisions(precisions)
+    batch_profile = check_batch_profile(batch_profile)
+    check_hardware_compatibility(hardware_compatibility)
+    if version_compatible and serialize_plugin is None:
+        serialize_plugin = dynamic_plugin_for(plugin_library)
     require_tensorrt(plugin_library, need_plugin=uses_custom_op(onnx_path))
     paths = []
     for precision in precisions:
-        if progress:
-            progress(engine_step(precision, source))
+        progress(engine_step(precision, source), advance=1)
         result = build_engine(onnx_path, precision, batch_profile=batch_profile, plugin_library=plugin_library,
                               timing_cache=timing_cache, rebuild=rebuild, version_compatible=version_compatible,
                               hardware_compatibility=hardware_compatibility, serialize_plugin=serialize_plugin)
@@ -504,6 +521,9 @@ __all__ = [
     "TensorRTUnavailable",
     "build_engine",
     "build_engines_for_artifact",
+    "check_batch_profile",
+    "check_precisions",
+    "dynamic_plugin_for",
     "engine_path_for",
     "load_plugin",
     "plan_engines",

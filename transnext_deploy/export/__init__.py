@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -43,6 +43,7 @@ from ..artifacts import (
     MANIFEST_FILE,
     PLUGIN_ENV,
     PLUGIN_FILE,
+    PLUGIN_LIBRARY,
     STANDARD_FILE,
     VALIDATION_FILE,
     artifact_name,
@@ -53,13 +54,14 @@ from ..artifacts import (
 )
 from ..backends.onnxrt import OrtCpuBackend, host_library_problem
 from ..backends.pytorch import TorchBackend
-from ..models.checkpoint import CheckpointError, download_weights, load_checkpoint, official_weights
+from ..models.checkpoint import check_checkpoint_option, load_checkpoint, resolve_checkpoint
 from ..engine import EngineError, EnginePlan, build_engines_for_artifact, plan_engines
 from ..errors import InvalidArgumentError, TransNeXtDeployError
 from ..models import VARIANTS, create_model, resolve_variant
 from ..models.config import MODE, POSITION_BIAS, check_fixed_pool_size, check_input_size, check_pretrain_size
 from ..models.transnext import AggregatedAttention, TransNeXt
-from ..ops.aggregated_attention import OP_DOMAIN, OP_NAME, OP_VERSION
+from ..ops.contract import OP_DOMAIN, OP_NAME, OP_VERSION
+from ..progress import Progress, no_progress
 from ..resolution import pair
 from .rewrite import function_form, fused_model, overload_name
 from ..compare import FP32_TOLERANCE, Tolerance, allclose_check, error_stats, top1_agreement
@@ -73,9 +75,8 @@ DEFAULT_RTOL = FP32_TOLERANCE.rtol
 PROTOBUF_LIMIT = 2**31 - 1
 # Next to the manifest's command lines: what they assume.
 COMMANDS_NOTE = (f"Run these from this artifact directory (the file names are relative to it), with ${PLUGIN_ENV} set "
-                 "to the path of libtransnext_aa_plugin.so (`transnext-deploy build-plugin --target plugin`); "
+                 f"to the path of {PLUGIN_LIBRARY} (`transnext-deploy build-plugin --target plugin`); "
                  "trtexec and polygraphy come with TensorRT. Arguments are quoted for sh, bash and zsh.")
-Progress = Callable[[tuple[int, int], str], None]  # (resolution, step): one call per step of export_steps()
 
 
 class ExportError(TransNeXtDeployError):
@@ -130,9 +131,7 @@ def build_model(options: ExportOptions, resolution: tuple[int, int]) -> tuple[Tr
         weights = {"source": "random", "seed": options.seed,
                    "note": "no checkpoint given: randomly initialised weights (structure and speed only)"}
     else:
-        path = options.checkpoint
-        if path == "official":
-            path = str(download_weights(official_weights(options.variant)))
+        path = resolve_checkpoint(options.checkpoint, options.variant)
         report = load_checkpoint(model, path)
         weights = {"source": str(Path(path).resolve()), "sha256": sha256sum(path), "ignored_keys": report.ignored}
     return model, weights
@@ -437,15 +436,21 @@ def _publish(staging: Path, final: Path) -> None:
 
 
 def export_resolution(options: ExportOptions, resolution: tuple[int, int],
-                      progress: Callable[[str], None] = lambda step: None,
+                      progress: Progress = no_progress,
                       engines: EnginePlan = EnginePlan()) -> ArtifactResult:
     """Export, validate and publish one resolution (options as check_options returns them), then
-    build the planned engines. Reports exactly the steps of export_steps(engines.precisions)."""
+    build the planned engines. Reports exactly the steps of export_steps(engines.precisions), each
+    as `<H>x<W>: <step>` advancing by 1."""
     start = time.perf_counter()
     output_dir = Path(options.output_dir)
     final = output_dir / artifact_name(options.variant, options.mode, resolution, options.fixed_pool_size)
     steps = iter(export_steps())
-    progress(next(steps))  # building the PyTorch model
+    label = f"{resolution[0]}x{resolution[1]}"
+
+    def step(description: str) -> None:
+        progress(f"{label}: {description}", advance=1)
+
+    step(next(steps))  # building the PyTorch model
     model, weights = build_model(options, resolution)
     expected = sum(isinstance(m, AggregatedAttention) for m in model.modules())
     try:
@@ -453,20 +458,20 @@ def export_resolution(options: ExportOptions, resolution: tuple[int, int],
     except OSError as exc:
         raise ExportError(f"cannot write in {output_dir}: {exc.strerror or exc}") from None
     try:
-        progress(next(steps))  # tracing to standard ONNX
+        step(next(steps))  # tracing to standard ONNX
         standard = export_standard(model, resolution, options.opset)
         check_model(standard, STANDARD_FILE)
         _save(standard, staging / STANDARD_FILE)
-        progress(next(steps))  # fusing aggregated attention
+        step(next(steps))  # fusing aggregated attention
         fused, matches = fused_model(standard, expected=expected)
         check_model(fused, PLUGIN_FILE)
         _save(fused, staging / PLUGIN_FILE)
-        progress(next(steps))  # attaching local functions
+        step(next(steps))  # attaching local functions
         with_functions = function_form(fused, matches, options.opset)
         check_model(with_functions, FUNCTION_FILE)
         _save(with_functions, staging / FUNCTION_FILE)
         del standard, fused, with_functions
-        progress(next(steps))  # validating against PyTorch
+        step(next(steps))  # validating against PyTorch
         report = validate(model, {name: staging / name for name in GRAPH_FILES}, resolution, options)
         (staging / VALIDATION_FILE).write_text(json.dumps(report, indent=2))
         if not report["passed"]:
@@ -485,7 +490,8 @@ def export_resolution(options: ExportOptions, resolution: tuple[int, int],
     built: list[Path] = []
     if engines.precisions:
         try:
-            built = build_engines_for_artifact(final, engines.precisions, progress=progress)
+            built = build_engines_for_artifact(final, engines.precisions,
+                                               progress=lambda text, **_: step(text))
         except EngineError as exc:
             raise ExportError(f"{final.name}: the ONNX artifacts are valid, but the TensorRT engine build failed: "
                               f"{exc}") from None
@@ -511,8 +517,7 @@ def check_options(options: ExportOptions) -> ExportOptions:
         raise ExportError(str(exc)) from None
     if options.opset < MIN_OPSET:
         raise ExportError(f"opset {options.opset} is too old: LayerNormalization needs opset >= {MIN_OPSET}")
-    if options.checkpoint not in (None, "official") and not Path(options.checkpoint).is_file():
-        raise CheckpointError(f"checkpoint not found: {options.checkpoint}")
+    check_checkpoint_option(options.checkpoint)
     config = VARIANTS[variant]
     resolutions = list(dict.fromkeys(pair(r) for r in options.resolutions)) or [pair(config.train_size)]
     for h, w in resolutions:
@@ -524,7 +529,7 @@ def check_options(options: ExportOptions) -> ExportOptions:
     return replace(options, variant=variant, mode=mode, position_bias=position_bias, resolutions=resolutions)
 
 
-def export(options: ExportOptions, progress: Progress | None = None, engines: EnginePlan | None = None
+def export(options: ExportOptions, progress: Progress = no_progress, engines: EnginePlan | None = None
            ) -> list[ArtifactResult]:
     """Export every requested resolution; raises ExportError on the first failure. `engines`: the
     TensorRT engines to build per resolution (default: plan_engines(), every precision when TensorRT,
@@ -535,8 +540,7 @@ def export(options: ExportOptions, progress: Progress | None = None, engines: En
     results = []
     try:
         for r in options.resolutions:
-            step = (lambda s, r=r: progress(r, s)) if progress else (lambda s: None)
-            results.append(export_resolution(options, r, step, engines))
+            results.append(export_resolution(options, r, progress, engines))
     except BaseException:
         _remove_empty(created)  # the output directory too, when this export made it and wrote nothing in it
         raise

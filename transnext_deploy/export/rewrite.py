@@ -33,7 +33,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from ..errors import TransNeXtDeployError
-from ..ops.aggregated_attention import (
+from ..ops.contract import (
     INPUT_NAMES,
     OP_DOMAIN,
     OP_NAME,

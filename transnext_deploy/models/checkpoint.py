@@ -13,19 +13,20 @@ import tempfile
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from ..artifacts import HUB_URL_ENV
 from ..cache import cache_dir
-from ..errors import TransNeXtDeployError
+from ..errors import TransNeXtDeployError, one_line
+from ..progress import Progress, no_progress
 from .config import VARIANTS
 from .transnext import TransNeXt
 
 WRAPPER_KEYS = ("model", "state_dict", "module")
-HUB_URL_ENV = "TRANSNEXT_DEPLOY_HUB_URL"
 DEFAULT_HUB_URL = "https://huggingface.co"
 # What one error line lists before it says "and N more".
 MAX_KEYS_IN_MESSAGE = 3
@@ -89,7 +90,7 @@ def _unreadable_reason(path: Path, exc: BaseException) -> str:
     text = str(exc)
     if _UNPICKLER_MARKER in text:
         text = text.split(_UNPICKLER_MARKER, 1)[1].split("Check the documentation", 1)[0]
-    cause = " ".join(text.split())[:160] or type(exc).__name__
+    cause = one_line(text)[:160] or type(exc).__name__
     if not head:
         return "the file is empty"
     if head.startswith(b"PK"):
@@ -213,7 +214,7 @@ def download_weights(
     weights: OfficialWeights,
     directory: str | os.PathLike | None = None,
     hub_url: str | None = None,
-    progress: Callable[[int, int | None], None] | None = None,
+    progress: Progress = no_progress,
     timeout: float = 60.0,
 ) -> Path:
     """Download official weights once into the cache (or `directory`) and return the file path.
@@ -241,8 +242,7 @@ def download_weights(
             while chunk := response.read(1 << 20):
                 out.write(chunk)
                 done += len(chunk)
-                if progress:
-                    progress(done, total)
+                progress(f"downloading {weights.filename}: {done / 1e6:.0f} MB", advance=len(chunk), total=total)
         if total is not None and done != total:
             raise CheckpointError(f"download of {url} stopped at {done} of {total} bytes")
         read_state_dict(tmp)
@@ -253,3 +253,23 @@ def download_weights(
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+OFFICIAL = "official"  # --checkpoint official: the published weights, downloaded once
+
+
+def check_checkpoint_option(checkpoint: str | os.PathLike | None) -> None:
+    """Refuse, before any work, a --checkpoint that is neither None, "official" nor an existing file."""
+    if checkpoint is not None and str(checkpoint) != OFFICIAL and not Path(checkpoint).is_file():
+        raise CheckpointError(f"checkpoint not found: {checkpoint}")
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike | None, variant: str) -> Path | None:
+    """The file a --checkpoint value names: None (random weights), the official weights of `variant`
+    (downloaded once into the user cache), or the given file."""
+    check_checkpoint_option(checkpoint)
+    if checkpoint is None:
+        return None
+    if str(checkpoint) == OFFICIAL:
+        return download_weights(official_weights(variant))
+    return Path(checkpoint)

@@ -1,13 +1,13 @@
-"""The fused aggregated-attention op: its contract and its PyTorch decomposition.
+"""The fused aggregated-attention op's PyTorch decomposition (its contract: `contract.py`).
 
 One op covers everything in an AggregatedAttention block between the input projections
 (`q`, `kv` on the tokens, `kv` on the pooled tokens) and `proj`: per-head l2-normalisation of
 queries and keys, query embedding and scaling, the window (local) scores with their bias and
 border masking, the pooled scores with the continuous position bias, one softmax over both,
 and both weighted sums including the learnable-token term. The contract is written out in
-`plugins/aggregated_attention/README.md`; the exporter, the ONNX rewrite, the CPU runtime op,
-the C++ plugin (`plugins/aggregated_attention/aggregatedAttentionContract.h`) and the tests
-all read the names below.
+`plugins/aggregated_attention/README.md` and its names in `contract.py`, which the exporter, the
+ONNX rewrite, the CPU runtime op and the tests read (the C++ plugin's copy is
+`plugins/aggregated_attention/aggregatedAttentionContract.h`, tied to them by a test).
 
 `aggregated_attention_core` is the standard-op decomposition of the op. The fast PyTorch
 model calls it, so the exported standard graph contains it, and the ONNX local function that
@@ -22,48 +22,6 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-
-OP_NAME = "TransNeXtAggregatedAttention"
-OP_DOMAIN = "transnext"
-OP_VERSION = "1"
-OP_NAMESPACE = ""
-
-# Input order of the op. Every input has the same element type (float32 or float16).
-INPUT_NAMES = (
-    "query",  # (B, N, C): output of the `q` Linear, heads interleaved as C = num_heads * head_dim
-    "key_value",  # (B, N, 2C): output of `kv` on the tokens; keys are channels [0, C), values [C, 2C)
-    "pooled_key_value",  # (B, P, 2C): output of `kv` on the pooled tokens, same split
-    "query_embedding",  # (num_heads, head_dim)
-    "temperature_scale",  # (num_heads,): softplus(temperature)
-    "local_bias",  # (num_heads, L): relative_pos_bias_local, L = window_size**2
-    "learnable_tokens",  # (num_heads, head_dim, L)
-    "learnable_bias",  # (num_heads, L)
-    "pool_bias",  # (num_heads, N, P): continuous position bias of the pooled keys
-)
-OUTPUT_NAMES = ("output",)  # (B, N, C), heads merged back, ready for `proj`
-
-# Integer attributes. N = height * width, P = pool_height * pool_width.
-ATTRIBUTE_NAMES = ("num_heads", "height", "width", "window_size", "pool_height", "pool_width")
-# TensorRT's ONNX parser looks the plugin up by op_type, this version string and namespace.
-PLUGIN_VERSION_ATTRIBUTE = "plugin_version"
-
-
-def input_shapes(batch: int, head_dim: int, *, num_heads: int, height: int, width: int, window_size: int,
-                 pool_height: int, pool_width: int) -> dict[str, tuple[int, ...]]:
-    """The shape of every input, in INPUT_NAMES order, for a batch, a head size and the attributes."""
-    nh, d, C = num_heads, head_dim, num_heads * head_dim
-    N, P, L = height * width, pool_height * pool_width, window_size * window_size
-    return {
-        "query": (batch, N, C),
-        "key_value": (batch, N, 2 * C),
-        "pooled_key_value": (batch, P, 2 * C),
-        "query_embedding": (nh, d),
-        "temperature_scale": (nh,),
-        "local_bias": (nh, L),
-        "learnable_tokens": (nh, d, L),
-        "learnable_bias": (nh, L),
-        "pool_bias": (nh, N, P),
-    }
 
 
 # F.normalize's epsilon: x / max(||x||, eps).
@@ -192,17 +150,8 @@ def aggregated_attention_core(
 
 
 __all__ = [
-    "OP_NAME",
-    "OP_DOMAIN",
-    "OP_VERSION",
-    "OP_NAMESPACE",
-    "INPUT_NAMES",
-    "OUTPUT_NAMES",
-    "ATTRIBUTE_NAMES",
-    "PLUGIN_VERSION_ATTRIBUTE",
     "L2_EPS",
     "aggregated_attention_core",
-    "input_shapes",
     "l2_normalize",
     "window_constants",
     "WindowConstants",

@@ -41,18 +41,19 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InvalidArgumentError, TransNeXtDeployError
-from .aggregated_attention import ATTRIBUTE_NAMES, INPUT_NAMES, aggregated_attention_core, input_shapes
+from ..artifacts import CUDA_LIBRARY_ENV, LIBRARY_FILES
+from ..errors import InvalidArgumentError, TransNeXtDeployError, one_line
+from .contract import ATTRIBUTE_NAMES, INPUT_NAMES, input_shapes
+from .aggregated_attention import aggregated_attention_core
 
-NAMESPACE = "transnext"
-OP_NAME = "aggregated_attention"
-QUALIFIED_NAME = f"{NAMESPACE}::{OP_NAME}"
+TORCH_NAMESPACE = "transnext"  # torch.ops.transnext
+TORCH_OP_NAME = "aggregated_attention"  # torch.ops.transnext.aggregated_attention (the ONNX op name: contract.OP_NAME)
+QUALIFIED_NAME = f"{TORCH_NAMESPACE}::{TORCH_OP_NAME}"
 SCHEMA = "(" + ", ".join([f"Tensor {n}" for n in INPUT_NAMES] + [f"int {n}" for n in ATTRIBUTE_NAMES]) + ") -> Tensor"
 
 KERNEL_DTYPES = (torch.float32, torch.float16)
 _DTYPE_CODES = {torch.float32: 0, torch.float16: 1}  # TRANSNEXT_AA_DTYPE_* of aggregatedAttentionCuda.h
 CUDA_ABI_VERSION = 1  # TRANSNEXT_AA_CUDA_ABI_VERSION
-ENV_CUDA_LIBRARY = "TRANSNEXT_AA_CUDA_LIBRARY"
 BUILD_COMMAND = "transnext-deploy build-plugin --target cuda"
 
 
@@ -106,21 +107,21 @@ _MESSAGES = threading.local()
 def cuda_library_path() -> Path:
     """The library the CUDA implementation loads: $TRANSNEXT_AA_CUDA_LIBRARY, else the build directory
     of `transnext-deploy build-plugin`. Raises CudaLibraryError (one line) when there is none."""
-    from ..plugin.build import LIBRARY_FILES, default_build_dir, find_cuda_library
+    from ..plugin.build import default_build_dir, find_cuda_library
 
-    env = os.environ.get(ENV_CUDA_LIBRARY)
+    env = os.environ.get(CUDA_LIBRARY_ENV)
     if env:
         path = Path(env).expanduser()
         if not path.is_file():
-            raise CudaLibraryError(f"${ENV_CUDA_LIBRARY}={env} is not a file: unset it or point it at "
+            raise CudaLibraryError(f"${CUDA_LIBRARY_ENV}={env} is not a file: unset it or point it at "
                                    f"{LIBRARY_FILES['cuda_api']} (built by `{BUILD_COMMAND}`)")
         return path.resolve()
     found = find_cuda_library()
     if found is None:
         raise CudaLibraryError(
-            f"torch.ops.{NAMESPACE}.{OP_NAME} on CUDA needs the kernel library {LIBRARY_FILES['cuda_api']}, which is "
-            f"not built (looked in {default_build_dir()}): run `{BUILD_COMMAND}` (add --cuda-arch for this GPU, "
-            f"e.g. 90 for an H100) or set ${ENV_CUDA_LIBRARY}")
+            f"torch.ops.{TORCH_NAMESPACE}.{TORCH_OP_NAME} on CUDA needs the kernel library "
+            f"{LIBRARY_FILES['cuda_api']}, which is not built (looked in {default_build_dir()}): run `{BUILD_COMMAND}` (add --cuda-arch for this GPU, "
+            f"e.g. 90 for an H100) or set ${CUDA_LIBRARY_ENV}")
     return found
 
 
@@ -135,7 +136,7 @@ def load_cuda_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
             lib = ctypes.CDLL(key)
             version = lib.transnext_aa_cuda_abi_version()
         except (OSError, AttributeError) as exc:
-            raise CudaLibraryError(f"cannot load {key}: {' '.join(str(exc).split())}: rebuild it with "
+            raise CudaLibraryError(f"cannot load {key}: {one_line(exc)}: rebuild it with "
                                    f"`{BUILD_COMMAND}`") from None
         if version != CUDA_ABI_VERSION:
             raise CudaLibraryError(f"{key} has C API version {version}, this package expects {CUDA_ABI_VERSION}: "
@@ -197,7 +198,7 @@ def _host_library() -> Path | None:
             _HOST["path"] = ensure_host_library()
         except (PluginBuildError, OSError) as exc:
             _HOST["path"] = None
-            _HOST["reason"] = " ".join(str(exc).split())
+            _HOST["reason"] = one_line(exc)
             warnings.warn(f"{QUALIFIED_NAME}: the CPU host library cannot be built ({_HOST['reason']}); running the "
                           "PyTorch decomposition instead", RuntimeWarning, stacklevel=3)
         return _HOST["path"]  # type: ignore[return-value]
@@ -270,7 +271,7 @@ def _attrs(num_heads, height, width, window_size, pool_height, pool_width) -> di
 
 
 def _registered() -> bool:
-    return hasattr(getattr(torch.ops, NAMESPACE), OP_NAME)
+    return hasattr(getattr(torch.ops, TORCH_NAMESPACE), TORCH_OP_NAME)
 
 
 def _register() -> None:
@@ -341,12 +342,11 @@ def ensure_registered() -> None:
 
 ensure_registered()
 
-aggregated_attention = getattr(getattr(torch.ops, NAMESPACE), OP_NAME)
+aggregated_attention = getattr(getattr(torch.ops, TORCH_NAMESPACE), TORCH_OP_NAME)
 
 __all__ = [
     "BUILD_COMMAND",
     "CudaLibraryError",
-    "ENV_CUDA_LIBRARY",
     "KERNEL_DTYPES",
     "QUALIFIED_NAME",
     "SCHEMA",

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidArgumentError, TransNeXtDeployError
-from .aggregated_attention import INPUT_NAMES
+from .contract import INPUT_NAMES
 
 _LIB_LOCK = threading.Lock()
 _LIBS: dict[str, ctypes.CDLL] = {}  # by resolved path and by the path as given

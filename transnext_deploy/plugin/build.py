@@ -41,30 +41,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from ..artifacts import LIBRARY_FILES, PLUGIN_DIR_ENV, TENSORRT_INCLUDE_ENV, TENSORRT_ROOT_ENV
 from ..cache import cache_dir
 from ..errors import TransNeXtDeployError
-
-ENV_PLUGIN_DIR = "TRANSNEXT_DEPLOY_PLUGIN_DIR"
-ENV_TENSORRT_ROOT = "TENSORRT_ROOT"
-ENV_TENSORRT_INCLUDE_DIR = "TENSORRT_INCLUDE_DIR"
 
 TARGETS = {
     "host": ("transnext_aa_host",),
     "cuda": ("transnext_aa_cuda", "transnext_aa_cuda_shared"),
     "plugin": ("transnext_aa_plugin", "transnext_aa_plugin_dynamic"),
     "lifecycle": ("transnext_aa_plugin_lifecycle",),
-}
-LIBRARY_FILES = {
-    "host": "libtransnext_aa_host.so",
-    "cuda": "libtransnext_aa_cuda.a",
-    # The kernel's C API (aggregatedAttentionCuda.h), CUDA runtime linked statically: the PyTorch op.
-    "cuda_api": "libtransnext_aa_cuda.so",
-    # Registers its creator when loaded: trtexec --staticPlugins, polygraphy --plugins, ctypes.
-    "plugin": "libtransnext_aa_plugin.so",
-    # getCreators() only: IPluginRegistry::loadLibrary, trtexec --dynamicPlugins / --setPluginsToSerialize.
-    "plugin_dynamic": "libtransnext_aa_plugin_dynamic.so",
-    # An executable, not a library: the plugin life-cycle test driver.
-    "lifecycle": "transnext_aa_plugin_lifecycle",
 }
 # What `transnext-deploy build-plugin` offers; the life-cycle driver is built by the tests and the GPU suite.
 BUILD_TARGETS = ("host", "cuda", "plugin")
@@ -149,7 +134,7 @@ def user_cache_dir() -> Path:
 
 
 def default_build_dir() -> Path:
-    env = os.environ.get(ENV_PLUGIN_DIR)
+    env = os.environ.get(PLUGIN_DIR_ENV)
     if env:
         return Path(env).expanduser().resolve()
     root = checkout_root()
@@ -302,9 +287,9 @@ def find_tensorrt(
     library_dir: str | os.PathLike | None = None,
 ) -> TensorRTLocation:
     """Locate TensorRT headers (NvInfer.h) and libnvinfer; either may be None when not found."""
-    root = tensorrt_root or os.environ.get(ENV_TENSORRT_ROOT)
+    root = tensorrt_root or os.environ.get(TENSORRT_ROOT_ENV)
     include_candidates: list[Path] = []
-    include_env = include_dir or os.environ.get(ENV_TENSORRT_INCLUDE_DIR)
+    include_env = include_dir or os.environ.get(TENSORRT_INCLUDE_ENV)
     if include_env:
         include_candidates.append(Path(include_env))
     if root:
@@ -474,7 +459,7 @@ def build_plugin(
     if unknown:
         raise PluginBuildError(f"unknown build target(s) {', '.join(unknown)}: choose from {', '.join(TARGETS)}")
     if jobs < 1:
-        raise PluginBuildError(f"jobs must be >= 1, got {jobs}")
+        raise PluginBuildError(f"--jobs must be at least 1, got {jobs}")
 
     source_dir = plugin_source_dir()
     cmake = find_cmake()
@@ -584,7 +569,6 @@ __all__ = [
     "BuildPlan",
     "BuildResult",
     "DEFAULT_CUDA_ARCHS",
-    "ENV_PLUGIN_DIR",
     "PluginBuildError",
     "TensorRTLocation",
     "build_plugin",

@@ -27,11 +27,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..artifacts import LOGITS_OUTPUT, STANDARD_FILE, TENSOR_MODEL, TRITON_PLUGINS_DIR
+from ..bundle.format import LABELS_FILE  # beside config.pbtxt as in the bundle: Triton's classification extension
+from ..engine.compatibility import by_preference
 from ..errors import InvalidArgumentError, TransNeXtDeployError
-
-MODEL_NAME = "transnext_tensor"
-ENGINE_PREFERENCE = ("fp16", "fp32")  # as runtime.load picks: fp16 engines are validated and faster
-PLUGINS_DIR = "plugins"
+from .config import TensorConfig, model_config
 
 
 class RepositoryError(TransNeXtDeployError):
@@ -52,30 +52,24 @@ def _dims(shape: list) -> list[int]:
     return [d if isinstance(d, int) else -1 for d in shape[1:]]
 
 
-def _tensor(name: str, dims: list[int], label_file: str | None = None) -> str:
-    label = f' label_filename: "{label_file}"' if label_file else ""
-    return f'  {{ name: "{name}" data_type: TYPE_FP32 dims: [ {", ".join(map(str, dims))} ]{label} }}'
-
-
 def _pick_engine(model: dict, precision: str | None) -> dict | None:
-    engines = {engine["precision"]: engine for engine in model.get("engines") or []}
-    if precision is not None:
-        if precision not in engines:
-            have = ", ".join(engines) or "none"
-            raise RepositoryError(f"the bundle has no {precision} engine for {model['name']} (engines: {have})")
-        return engines[precision]
-    return next((engines[p] for p in ENGINE_PREFERENCE if p in engines), next(iter(engines.values()), None))
+    engines = by_preference(model.get("engines") or [])
+    if precision is None:
+        return engines[0] if engines else None
+    chosen = next((e for e in engines if e["precision"] == precision), None)
+    if chosen is None:
+        have = ", ".join(e["precision"] for e in engines) or "none"
+        raise RepositoryError(f"the bundle has no {precision} engine for {model['name']} (engines: {have})")
+    return chosen
 
 
-def model_config(model: dict, *, platform: str, max_batch: int, labels: bool) -> str:
-    """config.pbtxt of the repository's one model (Triton's ModelConfig in protobuf text format)."""
-    inputs = [_tensor(model["input"]["name"], _dims(model["input"]["shape"]))]
-    outputs = [_tensor(name, _dims(shape), "labels.txt" if labels and name == "logits" else None)
+def tensor_model_config(model: dict, *, platform: str, max_batch: int, labels: bool) -> str:
+    """config.pbtxt of the repository's one model, `transnext_tensor`."""
+    inputs = [TensorConfig(model["input"]["name"], "TYPE_FP32", _dims(model["input"]["shape"]))]
+    outputs = [TensorConfig(name, "TYPE_FP32", _dims(shape), LABELS_FILE if labels and name == LOGITS_OUTPUT else None)
                for name, shape in model["outputs"].items()]
-    instances = "instance_group [ { kind: KIND_GPU count: 1 } ]\n" if platform == "tensorrt_plan" else ""
-    return (f'name: "{MODEL_NAME}"\nplatform: "{platform}"\nmax_batch_size: {max_batch}\n'
-            f"input [\n{','.join(inputs)}\n]\noutput [\n" + ",\n".join(outputs) + "\n]\n"
-            f"dynamic_batching {{ }}\n{instances}")
+    return model_config(TENSOR_MODEL, platform=platform, max_batch=max_batch, inputs=inputs, outputs=outputs,
+                        instance_kind="KIND_GPU" if platform == "tensorrt_plan" else None)
 
 
 def _readme(platform: str, model: dict, engine: dict | None, plugin: str | None) -> str:
@@ -84,7 +78,7 @@ def _readme(platform: str, model: dict, engine: dict | None, plugin: str | None)
     lines = [
         "# Triton model repository written by `transnext-deploy package --triton`",
         "",
-        f"Model `{MODEL_NAME}` ({platform}): input `{model['input']['name']}` float32 [batch, 3, {h}, {w}], "
+        f"Model `{TENSOR_MODEL}` ({platform}): input `{model['input']['name']}` float32 [batch, 3, {h}, {w}], "
         f"preprocessed as the bundle's manifest says ({pre.get('description', 'see manifest.json')}); outputs "
         + ", ".join(f"`{name}`" for name in model["outputs"]) + ".",
         "",
@@ -165,7 +159,7 @@ def write_model_repository(bundle_dir: str | os.PathLike, out_dir: str | os.Path
                                       f"allows ({profile_max}); rebuild the engines or lower it")
             plugin = engine["plugin_library"]["file"]
         else:
-            platform, source, target, plugin = "onnxruntime_onnx", model["graphs"]["model.onnx"], "model.onnx", None
+            platform, source, target, plugin = "onnxruntime_onnx", model["graphs"][STANDARD_FILE], STANDARD_FILE, None
             if model.get("engines"):
                 notes.append("the bundle has TensorRT engines; the repository uses the ONNX graph as asked")
             else:
@@ -175,18 +169,18 @@ def write_model_repository(bundle_dir: str | os.PathLike, out_dir: str | os.Path
         out.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
-            version = work / MODEL_NAME / "1"
+            version = work / TENSOR_MODEL / "1"
             version.mkdir(parents=True)
             shutil.copy2(opened.path(source), version / target)
             if labels:
-                shutil.copy2(opened.path(labels["file"]), work / MODEL_NAME / "labels.txt")
+                shutil.copy2(opened.path(labels["file"]), work / TENSOR_MODEL / LABELS_FILE)
             plugin_in_repo = None
             if plugin is not None:
-                (work / PLUGINS_DIR).mkdir()
-                plugin_in_repo = f"{PLUGINS_DIR}/{Path(plugin).name}"
+                (work / TRITON_PLUGINS_DIR).mkdir()
+                plugin_in_repo = f"{TRITON_PLUGINS_DIR}/{Path(plugin).name}"
                 shutil.copy2(opened.path(plugin), work / plugin_in_repo)
-            (work / MODEL_NAME / "config.pbtxt").write_text(
-                model_config(model, platform=platform, max_batch=max_batch, labels=bool(labels)))
+            (work / TENSOR_MODEL / "config.pbtxt").write_text(
+                tensor_model_config(model, platform=platform, max_batch=max_batch, labels=bool(labels)))
             (work / "README.md").write_text(_readme(platform, model, engine, plugin_in_repo))
             umask = os.umask(0)
             os.umask(umask)
@@ -203,5 +197,5 @@ def write_model_repository(bundle_dir: str | os.PathLike, out_dir: str | os.Path
     return RepositoryResult(str(out), platform, source, max_batch, notes)
 
 
-__all__ = ["MODEL_NAME", "RepositoryError", "RepositoryResult", "check_repository_target", "model_config",
+__all__ = ["RepositoryError", "RepositoryResult", "check_repository_target", "tensor_model_config",
            "write_model_repository"]

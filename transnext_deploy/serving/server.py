@@ -35,17 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from ..artifacts import INPUT_NAME
+from ..artifacts import IMAGE_INPUT, IMAGE_MODEL, INPUT_NAME, LOGITS_OUTPUT, TENSOR_MODEL, TOP_K_OUTPUTS
 from ..errors import InvalidArgumentError, TransNeXtDeployError
+from .config import TensorConfig, model_config
 
-IMAGE_MODEL = "transnext"  # encoded image bytes -> top-K
-TENSOR_MODEL = "transnext_tensor"  # preprocessed (B, 3, H, W) float32 -> logits
-IMAGE_INPUT = "image"
-TENSOR_INPUT = INPUT_NAME  # "images", as in the exported graphs
-OUTPUTS = ("indices", "probabilities", "labels")
-LOGITS_OUTPUT = "logits"
 INSTALL_HINT = "pip install 'transnext-deploy[serve]'"
-DEVICES = ("auto", "tensorrt", "cuda", "cpu")
 
 # Triton's Python backend imports this file from each model's version directory; the model itself
 # lives in the package, so nothing but the package's own code runs in the server.
@@ -91,46 +85,35 @@ def triton_dist() -> TritonDist:
 
 # ------------------------------------------------------------------------------------------ repository
 
-def _config(name: str, max_batch: int, inputs: list[tuple[str, str, list[int]]],
-            outputs: list[tuple[str, str, list[int]]], parameters: dict[str, str]) -> str:
-    """config.pbtxt of one Python-backend model with dynamic batching and one CPU instance (the
-    predictor picks its own device; a second instance would load the bundle twice)."""
-
-    def tensors(items):
-        return ",\n".join(f'  {{ name: "{n}" data_type: {t} dims: [ {", ".join(map(str, d))} ] }}'
-                          for n, t, d in items)
-
-    params = "\n".join(f'parameters {{ key: "{k}" value: {{ string_value: "{_escape(v)}" }} }}'
-                       for k, v in parameters.items())
-    return (f'name: "{name}"\nbackend: "python"\nmax_batch_size: {max_batch}\n'
-            f"input [\n{tensors(inputs)}\n]\noutput [\n{tensors(outputs)}\n]\n"
-            f"dynamic_batching {{ }}\ninstance_group [ {{ kind: KIND_CPU count: 1 }} ]\n{params}\n")
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
 def write_serving_repository(bundle: str | os.PathLike, out_dir: str | os.PathLike, *, input_size: tuple[int, int],
-                             num_classes: int, max_batch: int = 16, top: int = 5, device: str = "auto") -> Path:
+                             num_classes: int, max_batch: int = 16, top: int = 5, device: str = "auto",
+                             backend: str | None = None) -> Path:
     """The Python-backend model repository `serve` runs: `transnext` and `transnext_tensor`.
 
     Both models load `bundle` (an absolute path is stored in their config) with `runtime.load(bundle,
-    device)`; `input_size` (H, W) and `num_classes` fix the tensor model's input and output shapes.
+    device, backend=backend)`; `input_size` (H, W) and `num_classes` fix the tensor model's input and
+    output shapes. Each model has one CPU instance: the predictor picks its own device, and a second
+    instance would load the bundle twice.
     """
-    check_serve_options(max_batch=max_batch, top=top, device=device)
+    check_serve_options(max_batch=max_batch, top=top, device=device, backend=backend)
     if top > num_classes:
         raise InvalidArgumentError(f"--top {top} is more than the bundle's {num_classes} classes")
     out = Path(out_dir)
-    common = {"bundle": str(Path(bundle).resolve()), "device": device}
+    common = {"bundle": str(Path(bundle).resolve()), "device": device, **({"backend": backend} if backend else {})}
     h, w = input_size
+    indices, probabilities, labels = TOP_K_OUTPUTS
     models = {
-        IMAGE_MODEL: _config(IMAGE_MODEL, max_batch, [(IMAGE_INPUT, "TYPE_STRING", [1])],
-                             [("indices", "TYPE_INT64", [top]), ("probabilities", "TYPE_FP32", [top]),
-                              ("labels", "TYPE_STRING", [top])],
-                             {**common, "kind": "image", "top": str(top)}),
-        TENSOR_MODEL: _config(TENSOR_MODEL, max_batch, [(TENSOR_INPUT, "TYPE_FP32", [3, h, w])],
-                              [(LOGITS_OUTPUT, "TYPE_FP32", [num_classes])], {**common, "kind": "tensor"}),
+        IMAGE_MODEL: model_config(
+            IMAGE_MODEL, backend="python", max_batch=max_batch, instance_kind="KIND_CPU",
+            inputs=[TensorConfig(IMAGE_INPUT, "TYPE_STRING", [1])],
+            outputs=[TensorConfig(indices, "TYPE_INT64", [top]), TensorConfig(probabilities, "TYPE_FP32", [top]),
+                     TensorConfig(labels, "TYPE_STRING", [top])],
+            parameters={**common, "kind": "image", "top": str(top)}),
+        TENSOR_MODEL: model_config(
+            TENSOR_MODEL, backend="python", max_batch=max_batch, instance_kind="KIND_CPU",
+            inputs=[TensorConfig(INPUT_NAME, "TYPE_FP32", [3, h, w])],
+            outputs=[TensorConfig(LOGITS_OUTPUT, "TYPE_FP32", [num_classes])],
+            parameters={**common, "kind": "tensor"}),
     }
     for name, config in models.items():
         (out / name / "1").mkdir(parents=True, exist_ok=True)
@@ -139,13 +122,13 @@ def write_serving_repository(bundle: str | os.PathLike, out_dir: str | os.PathLi
     return out
 
 
-def check_serve_options(*, max_batch: int, top: int, device: str) -> None:
+def check_serve_options(*, max_batch: int, top: int, device: str, backend: str | None = None) -> None:
+    from ..bundle.runtime import candidates, check_top
+
     if max_batch < 1:
         raise InvalidArgumentError(f"--max-batch must be at least 1, got {max_batch}")
-    if top < 1:
-        raise InvalidArgumentError(f"--top must be at least 1, got {top}")
-    if device not in DEVICES:
-        raise InvalidArgumentError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+    check_top(top)
+    candidates(device, backend)
 
 
 # ------------------------------------------------------------------------------------------ server
@@ -207,13 +190,13 @@ class TritonServer:
 
     def __init__(self, bundle: str | os.PathLike, *, host: str = "127.0.0.1", http_port: int = 8000,
                  grpc_port: int = 8001, metrics_port: int = 8002, max_batch: int = 16, top: int = 5,
-                 device: str = "auto", input_size: tuple[int, int], num_classes: int, log: TextIO | None = None,
-                 startup_timeout: float = 300.0, exit_timeout: int = 20):
-        check_serve_options(max_batch=max_batch, top=top, device=device)
+                 device: str = "auto", backend: str | None = None, input_size: tuple[int, int], num_classes: int,
+                 log: TextIO | None = None, startup_timeout: float = 300.0, exit_timeout: int = 20):
+        check_serve_options(max_batch=max_batch, top=top, device=device, backend=backend)
         self.bundle, self.host = Path(bundle), host
         self.input_size, self.num_classes = input_size, num_classes
         self.http_port, self.grpc_port, self.metrics_port = http_port, grpc_port, metrics_port
-        self.max_batch, self.top, self.device = max_batch, top, device
+        self.max_batch, self.top, self.device, self.backend = max_batch, top, device, backend
         self.startup_timeout, self.exit_timeout = startup_timeout, exit_timeout
         self._log = log
         self._tail: collections.deque[str] = collections.deque(maxlen=200)
@@ -268,7 +251,7 @@ class TritonServer:
             shutil.copy2(dist.stub, backend / "triton_python_backend_stub")  # the stub for this Python
             repository = write_serving_repository(
                 self.bundle, self._workdir / "models", input_size=self.input_size, num_classes=self.num_classes,
-                max_batch=self.max_batch, top=self.top, device=self.device)
+                max_batch=self.max_batch, top=self.top, device=self.device, backend=self.backend)
             self._process = subprocess.Popen(
                 self._command(dist, repository), env=self._env(dist), stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
@@ -391,13 +374,14 @@ def _reap(pid: int, timeout: float = 10.0) -> None:
 
 # ------------------------------------------------------------------------------------------ foreground
 
-def bundle_facts(bundle: str | os.PathLike, device: str = "auto") -> tuple[tuple[int, int], str, int]:
+def bundle_facts(bundle: str | os.PathLike, device: str = "auto", backend: str | None = None
+                 ) -> tuple[tuple[int, int], str, int]:
     """Load the bundle once in this process before starting the server, so a bad bundle or a refused
     backend is one line here rather than a model that fails to load inside Triton.
     Returns the input size (H, W), the backend the predictor chose and the number of classes."""
     from ..bundle import runtime
 
-    with runtime.load(bundle, device=device) as predictor:
+    with runtime.load(bundle, device=device, backend=backend) as predictor:
         if not predictor.labels:
             raise ServeError(f"{bundle} is a backbone bundle: serve needs a classification bundle (it "
                              f"returns top-K labels)")
@@ -425,5 +409,5 @@ def serve_forever(server: TritonServer, announce=print) -> int:
             signal.signal(sig, handler)
 
 
-__all__ = ["DEVICES", "IMAGE_MODEL", "INSTALL_HINT", "TENSOR_MODEL", "ServeError", "TritonDist", "TritonServer",
+__all__ = ["INSTALL_HINT", "ServeError", "TritonDist", "TritonServer",
            "bundle_facts", "check_ports", "serve_forever", "triton_dist", "write_serving_repository"]
