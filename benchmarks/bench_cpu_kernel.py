@@ -25,7 +25,7 @@ graphs are exported with transnext_deploy's export API (random seeded weights) i
 by default a temporary directory removed at the end (about a minute).
 
 Timed passes are interleaved across the runners of one row, in alternating order (ABBA), each after
-a short pause (transnext_deploy.bench.run.settle) so that the previous runner's worker threads are idle;
+a short pause (transnext_deploy.bench.measure.settle) so that the previous runner's worker threads are idle;
 every number is the median of --runs passes after --warmup untimed ones, and every ratio compares
 numbers of the same rounds. With one thread every runner computes on the calling thread, so the
 script also prints that thread's CPU time, a cross-check that other load on the machine disturbs
@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from transnext_deploy import __version__
-from transnext_deploy.bench.run import settle
+from transnext_deploy.bench.measure import settle
 from transnext_deploy.bench.work import ensure_artifacts, random_checkpoint
 from transnext_deploy.machine import cpu_name, load_average
 from transnext_deploy.ops.aggregated_attention import aggregated_attention_core

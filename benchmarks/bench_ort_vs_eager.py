@@ -12,7 +12,7 @@ side by side:
 Both hold the same weights (a seeded random checkpoint, or --checkpoint) and run the same image.
 After warm-up, the timed passes are interleaved ABBA (eager, ort, ort, eager, ...) so drift and
 other load on the machine hit both alike, with a short pause before each
-(transnext_deploy.bench.run.settle) so the other runtime's spinning worker threads are idle when the
+(transnext_deploy.bench.measure.settle) so the other runtime's spinning worker threads are idle when the
 clock starts; the ratio is median(eager) / median(ort), i.e. how many times faster onnxruntime is.
 Artifacts are exported with `transnext_deploy.export` into the bench work directory and reused on
 later runs (the first run includes the export, about a minute per resolution for tiny).
@@ -45,7 +45,7 @@ import torch
 from transnext_deploy import __version__
 from transnext_deploy.artifacts import STANDARD_FILE
 from transnext_deploy.backends.onnxrt import cpu_session
-from transnext_deploy.bench.run import settle
+from transnext_deploy.bench.measure import settle
 from transnext_deploy.bench.work import bench_input, default_work_dir, ensure_artifacts, random_checkpoint
 from transnext_deploy.export import ExportOptions, build_model
 from transnext_deploy.machine import cpu_name, load_average

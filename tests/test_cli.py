@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 
 from helpers import PROGRESS_LINE, error_line
 from transnext_deploy import __version__, create_model
-from transnext_deploy.plugin import build as plugin_build
-from transnext_deploy.artifacts import sha256sum
+from transnext_deploy import plugin as plugin_build
+from transnext_deploy.plugin import locations, toolchain
+from transnext_deploy.files import sha256sum
 from transnext_deploy.models.checkpoint import official_weights
 from transnext_deploy.cli import app
 
@@ -172,7 +173,7 @@ def test_build_plugin_default_skips_what_is_missing(plugin_dir, monkeypatch):
     def no_nvcc():
         raise plugin_build.PluginBuildError("nvcc not found (test)")
 
-    monkeypatch.setattr(plugin_build, "find_nvcc", no_nvcc)
+    monkeypatch.setattr(toolchain, "find_nvcc", no_nvcc)
     result = invoke("build-plugin", "--build-dir", str(plugin_dir), "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -272,9 +273,9 @@ def test_info_in_an_installed_package_without_sources_recommends_what_works(monk
     def no_sources():
         raise plugin_build.PluginBuildError("plugin sources not found (test)")
 
-    monkeypatch.setattr(plugin_build, "plugin_source_dir", no_sources)
+    monkeypatch.setattr(locations, "plugin_source_dir", no_sources)
     for finder in ("find_host_library", "find_cuda_library", "find_plugin_library"):
-        monkeypatch.setattr(plugin_build, finder, lambda *a, **k: None)
+        monkeypatch.setattr(locations, finder, lambda *a, **k: None)
     report = json.loads(invoke("info", "--json").stdout)
     for name in ("plugin-host-library", "cuda-kernel-library", "tensorrt-plugin-library"):
         detail = report[name]["detail"]

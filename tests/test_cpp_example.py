@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transnext_deploy.plugin import build as plugin_build
+from transnext_deploy import plugin as plugin_build
 from transnext_deploy.plugin.build import PluginBuildError
 
 REPO = Path(__file__).resolve().parents[1]

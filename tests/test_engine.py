@@ -29,7 +29,7 @@ import onnx
 import pytest
 import torch
 
-from transnext_deploy.artifacts import sha256sum
+from transnext_deploy.files import sha256sum
 from transnext_deploy.backends.trt import TensorRTBackend
 from transnext_deploy.engine import (
     EngineError,

@@ -16,7 +16,8 @@ import torch
 from typer.testing import CliRunner
 
 from transnext_deploy import create_model, plugin_host
-from transnext_deploy.artifacts import EXPORT_STEPS, FUNCTION_FILE, PLUGIN_FILE, STANDARD_FILE, sha256sum
+from transnext_deploy.artifacts import EXPORT_STEPS, FUNCTION_FILE, PLUGIN_FILE, STANDARD_FILE
+from transnext_deploy.files import sha256sum
 from transnext_deploy.backends.onnxrt import cpu_session
 from transnext_deploy.cli import app
 from transnext_deploy.engine import tensorrt_status

@@ -24,7 +24,8 @@ import pytest
 import torch
 
 from transnext_deploy import artifacts, create_model
-from transnext_deploy.plugin import build as plugin_build
+from transnext_deploy import plugin as plugin_build
+from transnext_deploy.plugin import build
 from transnext_deploy.ops import aggregated_attention as aa
 from transnext_deploy.ops import contract
 from transnext_deploy.ops import fused_op
@@ -150,7 +151,7 @@ def test_host_library_failure_falls_back_and_says_why(monkeypatch):
     def broken(*args, **kwargs):
         raise PluginBuildError("cmake not found on PATH")
 
-    monkeypatch.setattr(plugin_build, "ensure_host_library", broken)
+    monkeypatch.setattr(build, "ensure_host_library", broken)
     monkeypatch.setattr(fused_op, "_HOST", {})
     tensors, attrs = make_inputs(SHAPES["row-1x9"])
     with pytest.warns(RuntimeWarning, match="cmake not found"):

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from transnext_deploy import artifacts
-from transnext_deploy.plugin import build as plugin_build
+from transnext_deploy import plugin as plugin_build
+from transnext_deploy.plugin import build as build_module
+from transnext_deploy.plugin import locations, toolchain
 from transnext_deploy.plugin.build import PluginBuildError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +44,7 @@ def _installed(monkeypatch, tmp_path, *, prebuilt: bool, sources: bool = True) -
     if prebuilt:
         (package / "lib").mkdir()
         (package / "lib" / HOST).write_bytes(b"\x7fELF prebuilt")
-    monkeypatch.setattr(plugin_build, "package_dir", lambda: package)
+    monkeypatch.setattr(locations, "package_dir", lambda: package)
     return package
 
 
@@ -70,7 +72,7 @@ def test_checkout_layout(clean_env):
 def test_wheel_uses_its_prebuilt_library_as_is_and_builds_into_the_cache(monkeypatch, tmp_path, clean_env):
     package = _installed(monkeypatch, tmp_path, prebuilt=True)
     fake = FakeBuild()
-    monkeypatch.setattr(plugin_build, "build_plugin", fake)
+    monkeypatch.setattr(build_module, "build_plugin", fake)
     assert plugin_build.checkout_root() is None
     assert plugin_build.plugin_source_dir() == package / "plugins"
     assert plugin_build.prebuilt_host_library() == package / "lib" / HOST
@@ -90,7 +92,7 @@ def test_wheel_uses_its_prebuilt_library_as_is_and_builds_into_the_cache(monkeyp
 def test_wheel_without_library_builds_it_once_into_the_cache(monkeypatch, tmp_path, clean_env):
     package = _installed(monkeypatch, tmp_path, prebuilt=False)
     fake = FakeBuild()
-    monkeypatch.setattr(plugin_build, "build_plugin", fake)
+    monkeypatch.setattr(build_module, "build_plugin", fake)
     assert plugin_build.find_host_library() is None
     library = plugin_build.ensure_host_library()
     assert library == clean_env / HOST and fake.calls == [clean_env]
@@ -109,9 +111,9 @@ def test_no_sources_anywhere_is_one_line(monkeypatch, tmp_path, clean_env):
 def test_checkout_rebuilds_when_the_sources_change_not_when_they_are_touched(monkeypatch, tmp_path):
     sources = tmp_path / "plugins"
     shutil.copytree(REPO / "plugins", sources)
-    monkeypatch.setattr(plugin_build, "plugin_source_dir", lambda: sources)
+    monkeypatch.setattr(locations, "plugin_source_dir", lambda: sources)
     fake = FakeBuild()
-    monkeypatch.setattr(plugin_build, "build_plugin", fake)
+    monkeypatch.setattr(build_module, "build_plugin", fake)
     build = tmp_path / "build"
     first = plugin_build.ensure_host_library(build)
     assert len(fake.calls) == 1
@@ -141,23 +143,23 @@ def _executable(path: Path) -> Path:
 
 def test_cmake_and_ninja_from_the_python_environment(monkeypatch, tmp_path):
     """`pip install cmake ninja` puts them in the environment's bin/, which need not be on PATH."""
-    monkeypatch.setattr(plugin_build.shutil, "which", lambda name: None)
+    monkeypatch.setattr(toolchain.shutil, "which", lambda name: None)
     monkeypatch.setitem(sys.modules, "cmake", None)  # `import cmake` fails: only bin/ counts here
     monkeypatch.setitem(sys.modules, "ninja", None)
     monkeypatch.setattr(sys, "executable", str(tmp_path / "env" / "bin" / "python"))
     with pytest.raises(PluginBuildError, match=r"^cmake not found: `pip install cmake ninja`"):
         plugin_build.find_cmake()
     with pytest.raises(PluginBuildError, match=r"^no build tool found \(neither make nor ninja\): `pip install ninja`"):
-        plugin_build._generator_args(tmp_path / "cmake-tree")
+        plugin_build.generator_args(tmp_path / "cmake-tree")
     cmake = _executable(tmp_path / "env" / "bin" / "cmake")
     ninja = _executable(tmp_path / "env" / "bin" / "ninja")
     assert plugin_build.find_cmake() == str(cmake)
-    assert plugin_build._generator_args(tmp_path / "cmake-tree") == ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
+    assert plugin_build.generator_args(tmp_path / "cmake-tree") == ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
     # an existing CMake tree keeps its generator
     _executable(tmp_path / "cmake-tree" / "CMakeCache.txt")
-    assert plugin_build._generator_args(tmp_path / "cmake-tree") == []
+    assert plugin_build.generator_args(tmp_path / "cmake-tree") == []
 
 
 def test_make_is_kept_when_present(monkeypatch, tmp_path):
-    monkeypatch.setattr(plugin_build.shutil, "which", lambda name: "/usr/bin/make" if name == "make" else None)
-    assert plugin_build._generator_args(tmp_path) == []
+    monkeypatch.setattr(toolchain.shutil, "which", lambda name: "/usr/bin/make" if name == "make" else None)
+    assert plugin_build.generator_args(tmp_path) == []

@@ -15,6 +15,7 @@ from transnext_deploy.models.position_bias import (
     reference_cpb_table,
     stage_grids,
 )
+from transnext_deploy.models import geometry as geometry_module
 from transnext_deploy.models import transnext as transnext_module
 from transnext_deploy.models.transnext import (
     SWITCHABLE_MODULES,
@@ -335,12 +336,12 @@ def test_extrapolated_bias_equals_direct_evaluation_at_new_resolution():
     attn = model.block1[0].attn
     geo = model.geometry(384, 384)[0]
     assert geo.grid == (96, 96) and geo.pool_grid == (12, 12)
-    from transnext_deploy.models.transnext import _compute_position_bias
+    from transnext_deploy.models.geometry import compute_position_bias
 
     with torch.no_grad():
         direct = cpb_direct(attn, (96, 96), (12, 12), (56, 56))
         for plain in (True, False):
-            assert_close(direct, _compute_position_bias(attn, geo, plain), tol=1e-6, what=f"plain={plain}")
+            assert_close(direct, compute_position_bias(attn, geo, plain), tol=1e-6, what=f"plain={plain}")
 
 
 def test_position_bias_mlp_in_chunks_equals_one_call(monkeypatch):
@@ -348,14 +349,14 @@ def test_position_bias_mlp_in_chunks_equals_one_call(monkeypatch):
     model = create_model("micro", img_size=(64, 96), backbone=True).eval()
     perturb_(model)
     attn, geo = model.block1[0].attn, model.geometry(64, 96)[0]
-    from transnext_deploy.models.transnext import _compute_position_bias
+    from transnext_deploy.models.geometry import compute_position_bias
 
     assert geo.factorized.table.shape[0] > 100
     with torch.no_grad():
-        whole = _compute_position_bias(attn, geo, plain=False)
-        monkeypatch.setattr(transnext_module, "CPB_CHUNK_ROWS", 37)
-        chunked = _compute_position_bias(attn, geo, plain=False)
-        chunked_plain = _compute_position_bias(attn, geo, plain=True)
+        whole = compute_position_bias(attn, geo, plain=False)
+        monkeypatch.setattr(geometry_module, "CPB_CHUNK_ROWS", 37)
+        chunked = compute_position_bias(attn, geo, plain=False)
+        chunked_plain = compute_position_bias(attn, geo, plain=True)
     assert_close(whole, chunked, tol=1e-6, what="chunked")
     assert_close(whole, chunked_plain, tol=1e-6, what="chunked, published table")
 
@@ -366,7 +367,7 @@ def test_interpolated_bias_resizes_the_trained_grid_bias():
     attn = model.block2[0].attn
     geo = model.geometry(320, 256)[1]  # stage 2: 40x32 grid, pool 10x8; trained 28x28, pool 7x7
     assert geo.grid == (40, 32) and geo.pool_grid == (10, 8)
-    from transnext_deploy.models.transnext import _compute_position_bias
+    from transnext_deploy.models.geometry import compute_position_bias
 
     with torch.no_grad():
         trained = cpb_direct(attn, (28, 28), (7, 7), (28, 28))  # (nh, 784, 49)
@@ -374,7 +375,7 @@ def test_interpolated_bias_resizes_the_trained_grid_bias():
         t = F.interpolate(trained.reshape(nh, 784, 7, 7), (10, 8), mode="bilinear", align_corners=False)
         t = t.reshape(nh, 784, 80).transpose(1, 2).reshape(nh, 80, 28, 28)
         t = F.interpolate(t, (40, 32), mode="bilinear", align_corners=False).reshape(nh, 80, 1280).transpose(1, 2)
-        assert_close(t, _compute_position_bias(attn, geo, plain=False), tol=1e-6)
+        assert_close(t, compute_position_bias(attn, geo, plain=False), tol=1e-6)
 
 
 def test_interpolate_at_the_trained_size_equals_extrapolate():

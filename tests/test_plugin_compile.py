@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from transnext_deploy import artifacts
-from transnext_deploy.plugin import build as plugin_build
+from transnext_deploy import plugin as plugin_build
+from transnext_deploy.plugin import build, toolchain
 from transnext_deploy.plugin.build import PluginBuildError, build_plugin, normalize_cuda_archs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,7 +169,7 @@ def test_cmake_builds_plugin_target(tmp_path):
 
 
 def test_missing_cmake_is_reported(monkeypatch):
-    monkeypatch.setattr(plugin_build.shutil, "which", lambda name: None)
+    monkeypatch.setattr(toolchain.shutil, "which", lambda name: None)
     with pytest.raises(PluginBuildError, match="cmake not found"):
         build_plugin(targets=("host",))
 
@@ -176,7 +177,7 @@ def test_missing_cmake_is_reported(monkeypatch):
 def test_missing_compiler_is_reported(monkeypatch):
     real_which = shutil.which
     monkeypatch.delenv("CXX", raising=False)
-    monkeypatch.setattr(plugin_build.shutil, "which",
+    monkeypatch.setattr(toolchain.shutil, "which",
                         lambda name: real_which(name) if name == "cmake" else None)
     with pytest.raises(PluginBuildError, match="C\\+\\+ compiler"):
         build_plugin(targets=("host",))
@@ -187,7 +188,7 @@ def test_missing_nvcc_is_reported(monkeypatch):
     monkeypatch.delenv("CUDACXX", raising=False)
     monkeypatch.delenv("CUDA_HOME", raising=False)
     monkeypatch.delenv("CUDA_PATH", raising=False)
-    monkeypatch.setattr(plugin_build.shutil, "which",
+    monkeypatch.setattr(toolchain.shutil, "which",
                         lambda name: None if "nvcc" in str(name) else real_which(name))
     with pytest.raises(PluginBuildError, match="nvcc not found"):
         build_plugin(targets=("cuda",))
@@ -196,7 +197,7 @@ def test_missing_nvcc_is_reported(monkeypatch):
 def test_missing_tensorrt_headers_are_reported(monkeypatch):
     if _nvcc() is None or _cxx() is None or shutil.which("cmake") is None:
         pytest.skip("needs cmake, a C++ compiler and nvcc to get as far as the TensorRT check")
-    monkeypatch.setattr(plugin_build, "find_tensorrt",
+    monkeypatch.setattr(toolchain, "find_tensorrt",
                         lambda *a, **k: plugin_build.TensorRTLocation(None, None, None))
     with pytest.raises(PluginBuildError, match="TensorRT headers"):
         build_plugin(targets=("plugin",))
@@ -205,7 +206,7 @@ def test_missing_tensorrt_headers_are_reported(monkeypatch):
 def test_missing_tensorrt_library_is_reported(monkeypatch, tmp_path):
     if _nvcc() is None or _cxx() is None or shutil.which("cmake") is None:
         pytest.skip("needs cmake, a C++ compiler and nvcc to get as far as the TensorRT check")
-    monkeypatch.setattr(plugin_build, "find_tensorrt",
+    monkeypatch.setattr(toolchain, "find_tensorrt",
                         lambda *a, **k: plugin_build.TensorRTLocation(tmp_path, None, None))
     with pytest.raises(PluginBuildError, match="libnvinfer"):
         build_plugin(targets=("plugin",), require_nvinfer=True)
@@ -234,6 +235,6 @@ def test_ensure_host_library_builds_once(monkeypatch, tmp_path):
     first = plugin_build.ensure_host_library(tmp_path)
     assert first.is_file()
     calls = []
-    monkeypatch.setattr(plugin_build, "build_plugin", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(build, "build_plugin", lambda *a, **k: calls.append(1))
     assert plugin_build.ensure_host_library(tmp_path) == first
     assert not calls

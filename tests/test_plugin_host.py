@@ -559,7 +559,7 @@ def test_contract_header_matches_python_constants():
     assert indices == {name: i for i, name in enumerate(contract.INPUT_NAMES)}
 
     eps = float(re.search(r"kL2Eps\s*=\s*([0-9.eE+-]+)f", text).group(1))
-    assert eps == aa.L2_EPS
+    assert eps == contract.L2_EPS
 
 
 def test_readme_documents_every_name():

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from transnext_deploy.plugin import build as plugin_build
+from transnext_deploy import plugin as plugin_build
 from transnext_deploy.plugin.build import PluginBuildError, build_plugin
 
 REPO = Path(__file__).resolve().parents[1]

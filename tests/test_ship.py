@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from helpers import perturbed_checkpoint
 from transnext_deploy import create_model, runtime
-from transnext_deploy.artifacts import GRAPH_FILES, MANIFEST_FILE, PLUGIN_FILE, STANDARD_FILE, sha256sum
+from transnext_deploy.artifacts import GRAPH_FILES, MANIFEST_FILE, PLUGIN_FILE, STANDARD_FILE
+from transnext_deploy.files import sha256sum
 from transnext_deploy.bundle.format import LABELS_FILE, open_bundle, verify_directory
 from transnext_deploy.models.checkpoint import load_checkpoint
 from transnext_deploy.cli import app

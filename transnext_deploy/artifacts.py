@@ -12,8 +12,6 @@ This module is at the bottom of the package: it imports nothing from it.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -128,18 +126,6 @@ def export_steps(engine_precisions: Sequence[str] = ()) -> tuple[str, ...]:
     return EXPORT_STEPS + tuple(engine_step(p) for p in engine_precisions)
 
 
-# ------------------------------------------------------------------------------------------ files
-
-
-def sha256sum(path: str | os.PathLike) -> str:
-    """sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 __all__ = [
     "BATCH_PROFILE",
     "ENGINE_SOURCE",
@@ -160,5 +146,4 @@ __all__ = [
     "engine_step",
     "export_steps",
     "normalize_images",
-    "sha256sum",
 ]

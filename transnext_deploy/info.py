@@ -77,17 +77,16 @@ _LIBRARIES = {
 
 
 def _plugin() -> list[Probe]:
+    from .plugin import locations
+    from .plugin.toolchain import PluginBuildError
+
     try:
-        from .plugin import build as plugin_build
-    except Exception as exc:  # noqa: BLE001
-        return [Probe("plugin", False, f"not available: {exc}")]
-    try:
-        plugin_build.plugin_source_dir()
+        locations.plugin_source_dir()
         sources = True
-    except plugin_build.PluginBuildError:
+    except PluginBuildError:
         sources = False  # an installed package without the plugin sources: build-plugin cannot run
-    finders = {"host": plugin_build.find_host_library, "cuda": plugin_build.find_cuda_library,
-               "plugin": plugin_build.find_plugin_library}
+    finders = {"host": locations.find_host_library, "cuda": locations.find_cuda_library,
+               "plugin": locations.find_plugin_library}
     probes = []
     for target, (name, needs, env) in _LIBRARIES.items():
         path = finders[target]()

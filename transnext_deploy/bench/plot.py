@@ -43,7 +43,6 @@ def report_figure(report: BenchReport):
     """The matplotlib figure plot_report saves (the caller closes it)."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     meta = report.meta
     batches = meta["batches"]
@@ -59,81 +58,9 @@ def report_figure(report: BenchReport):
                              gridspec_kw={"height_ratios": [3, 2]})
     legend: dict[str, str] = {}
     for col, batch in enumerate(batches):
-        ax, bar_ax = axes[0][col], axes[1][col]
-        ax.set_facecolor("#fbfbfb")
-        plotted, texts = [], []
-        present = [b for b in backends if any(r.label == b and r.batch == batch for r in ok)]
-        for k, b in enumerate(present):
-            # each backend a little to the side, so the p90 whiskers of close backends stay apart
-            shift = (k - (len(present) - 1) / 2) * min(0.05, 0.5 / max(1, len(present)))
-            pts = {tuple(r.resolution): r for r in ok if r.label == b and r.batch == batch}
-            if not pts:
-                continue
-            idx = [i for i, res in enumerate(resolutions) if res in pts]
-            p50 = [pts[resolutions[i]].latency_ms["p50"] for i in idx]
-            p90 = [pts[resolutions[i]].latency_ms["p90"] for i in idx]
-            color = _COLORS.get(b, "#555555")
-            px = [xs[i] + shift for i in idx]
-            ax.plot(px, p50, marker="o", lw=2.2, ms=6, color=color, zorder=3)
-            ax.errorbar(px, p50, yerr=[[0.0] * len(p50), [max(0.0, hi - lo) for lo, hi in zip(p50, p90)]],
-                        fmt="none", ecolor=color, elinewidth=1.4, capsize=3, zorder=2, label=f"{b} p90")
-            texts += [(xs[i], v, color) for i, v in zip(idx, p50)]
-            plotted.append(b)
-            worst = max(r.accuracy.get("max_abs", float("nan")) for r in ok if r.label == b)
-            legend[b] = "reference" if b == baseline and worst == 0 else f"max-abs {worst:.0e}"
-        ax.set_yscale("log")
-        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _fmt_ms(v)))
-        ax.yaxis.set_minor_formatter(NullFormatter())
-        ax.set_xticks(xs, labels)
-        ax.set_xlim(-0.25, len(xs) - 0.45)
-        if texts:
-            lo = min(t[1] for t in texts)
-            hi = max(t[1] for t in texts)
-            ax.set_ylim(lo / 1.35, hi * 1.35)
-            _label_points(ax, texts)
-        if col == 0:
-            ax.set_ylabel("latency per call: p50, whisker to p90")
-        ax.set_title(f"batch {batch}", fontsize=11, loc="left")
-        ax.grid(True, which="major", axis="y", alpha=0.35)
-        ax.grid(True, which="major", axis="x", alpha=0.15)
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
-
-        base = {tuple(r.resolution): r.latency_ms["p50"] for r in ok if r.label == baseline and r.batch == batch}
-        others = [b for b in plotted if b != baseline]
-        if base and others:
-            width = 0.8 / len(others)
-            for k, b in enumerate(others):
-                vals, pos = [], []
-                for i, res in enumerate(resolutions):
-                    row = next((r for r in ok if r.label == b and r.batch == batch and tuple(r.resolution) == res),
-                               None)
-                    if row is not None and res in base:
-                        vals.append(base[res] / row.latency_ms["p50"])
-                        pos.append(xs[i] - 0.4 + width * (k + 0.5))
-                bars = bar_ax.bar(pos, vals, width * 0.88, color=_COLORS.get(b, "#555555"), label=b)
-                for rect, v in zip(bars, vals):
-                    middle = rect.get_x() + rect.get_width() / 2
-                    bar_ax.annotate(f"{v:.1f}×", (middle, v), ha="center",
-                                    va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
-                    # the backend's name on its bar: the colours alone (two blues for onnxruntime-cpu
-                    # and onnxruntime-cpu-custom) do not tell the bars apart
-                    bar_ax.annotate(b, (middle, 0), ha="center", va="bottom", rotation=90, fontsize=7,
-                                    xytext=(0, 3), textcoords="offset points", color="#222",
-                                    bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})
-            bar_ax.axhline(1.0, color="#888", lw=1, ls="--")
-            bar_ax.set_xticks(xs, labels)
-            bar_ax.set_xlim(-0.5, len(xs) - 0.5)
-            if col == 0:
-                bar_ax.set_ylabel(f"speed-up over {baseline} (p50)")
-            bar_ax.margins(y=0.18)
-            for side in ("top", "right"):
-                bar_ax.spines[side].set_visible(False)
-        else:
-            bar_ax.axis("off")
-            bar_ax.text(0.5, 0.5, f"no {baseline} row to compare with", ha="center", va="center", color="#888")
-        bar_ax.set_xlabel("input resolution")
+        plotted = _latency_panel(axes[0][col], ok, backends, batch, resolutions, xs, labels, legend, baseline,
+                                 first=col == 0)
+        _speedup_panel(axes[1][col], ok, plotted, batch, resolutions, xs, labels, baseline, first=col == 0)
 
     handles = [Line2D([], [], color=_COLORS.get(b, "#555555"), marker="o", lw=2.2, label=f"{b}\n{legend[b]}")
                for b in backends if b in legend]
@@ -154,6 +81,91 @@ def report_figure(report: BenchReport):
     fig.text(0.01, 0.008, "\n".join(footer), fontsize=7.5, color="#666", va="bottom", ha="left", parse_math=False)
     fig.tight_layout(rect=(0, 0.012 + 0.017 * footer_lines, 0.83, 0.915))
     return fig
+
+
+def _latency_panel(ax, ok, backends, batch, resolutions, xs, labels, legend, baseline, *, first: bool) -> list[str]:
+    """Latency per backend vs resolution at one batch size (log axis, p50 with a whisker to p90);
+    returns the backends plotted and fills `legend` with each one's worst max-abs."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_facecolor("#fbfbfb")
+    plotted, texts = [], []
+    present = [b for b in backends if any(r.label == b and r.batch == batch for r in ok)]
+    for k, b in enumerate(present):
+        # each backend a little to the side, so the p90 whiskers of close backends stay apart
+        shift = (k - (len(present) - 1) / 2) * min(0.05, 0.5 / max(1, len(present)))
+        pts = {tuple(r.resolution): r for r in ok if r.label == b and r.batch == batch}
+        if not pts:
+            continue
+        idx = [i for i, res in enumerate(resolutions) if res in pts]
+        p50 = [pts[resolutions[i]].latency_ms["p50"] for i in idx]
+        p90 = [pts[resolutions[i]].latency_ms["p90"] for i in idx]
+        color = _COLORS.get(b, "#555555")
+        px = [xs[i] + shift for i in idx]
+        ax.plot(px, p50, marker="o", lw=2.2, ms=6, color=color, zorder=3)
+        ax.errorbar(px, p50, yerr=[[0.0] * len(p50), [max(0.0, hi - lo) for lo, hi in zip(p50, p90)]],
+                    fmt="none", ecolor=color, elinewidth=1.4, capsize=3, zorder=2, label=f"{b} p90")
+        texts += [(xs[i], v, color) for i, v in zip(idx, p50)]
+        plotted.append(b)
+        worst = max(r.accuracy.get("max_abs", float("nan")) for r in ok if r.label == b)
+        legend[b] = "reference" if b == baseline and worst == 0 else f"max-abs {worst:.0e}"
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _fmt_ms(v)))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(xs, labels)
+    ax.set_xlim(-0.25, len(xs) - 0.45)
+    if texts:
+        lo = min(t[1] for t in texts)
+        hi = max(t[1] for t in texts)
+        ax.set_ylim(lo / 1.35, hi * 1.35)
+        _label_points(ax, texts)
+    if first:
+        ax.set_ylabel("latency per call: p50, whisker to p90")
+    ax.set_title(f"batch {batch}", fontsize=11, loc="left")
+    ax.grid(True, which="major", axis="y", alpha=0.35)
+    ax.grid(True, which="major", axis="x", alpha=0.15)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return plotted
+
+
+def _speedup_panel(bar_ax, ok, plotted, batch, resolutions, xs, labels, baseline, *, first: bool) -> None:
+    """Below a latency panel: the speed-up of every plotted backend over the baseline, a labelled bar each."""
+    base = {tuple(r.resolution): r.latency_ms["p50"] for r in ok if r.label == baseline and r.batch == batch}
+    others = [b for b in plotted if b != baseline]
+    if base and others:
+        width = 0.8 / len(others)
+        for k, b in enumerate(others):
+            vals, pos = [], []
+            for i, res in enumerate(resolutions):
+                row = next((r for r in ok if r.label == b and r.batch == batch and tuple(r.resolution) == res),
+                           None)
+                if row is not None and res in base:
+                    vals.append(base[res] / row.latency_ms["p50"])
+                    pos.append(xs[i] - 0.4 + width * (k + 0.5))
+            bars = bar_ax.bar(pos, vals, width * 0.88, color=_COLORS.get(b, "#555555"), label=b)
+            for rect, v in zip(bars, vals):
+                middle = rect.get_x() + rect.get_width() / 2
+                bar_ax.annotate(f"{v:.1f}×", (middle, v), ha="center",
+                                va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+                # the backend's name on its bar: the colours alone (two blues for onnxruntime-cpu
+                # and onnxruntime-cpu-custom) do not tell the bars apart
+                bar_ax.annotate(b, (middle, 0), ha="center", va="bottom", rotation=90, fontsize=7,
+                                xytext=(0, 3), textcoords="offset points", color="#222",
+                                bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})
+        bar_ax.axhline(1.0, color="#888", lw=1, ls="--")
+        bar_ax.set_xticks(xs, labels)
+        bar_ax.set_xlim(-0.5, len(xs) - 0.5)
+        if first:
+            bar_ax.set_ylabel(f"speed-up over {baseline} (p50)")
+        bar_ax.margins(y=0.18)
+        for side in ("top", "right"):
+            bar_ax.spines[side].set_visible(False)
+    else:
+        bar_ax.axis("off")
+        bar_ax.text(0.5, 0.5, f"no {baseline} row to compare with", ha="center", va="center", color="#888")
+    bar_ax.set_xlabel("input resolution")
 
 
 def _wrap(text: str, width_in: float, fontsize: float) -> str:

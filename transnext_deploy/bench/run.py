@@ -39,14 +39,13 @@ from __future__ import annotations
 import copy
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from ..artifacts import ENGINE_SOURCE, PRECISIONS, export_steps
-from ..backends.base import Backend, NoProbe
+from ..backends.base import Backend
 from ..backends.registry import (
     BACKENDS,
     TORCH_BACKENDS,
@@ -61,6 +60,7 @@ from ..machine import available_cpus
 from ..memory import release_free_memory
 from ..progress import Progress, no_progress
 from ..resolution import pair
+from .measure import Timing, measure_case
 from .report import BenchError, BenchReport, BenchRow, machine_info
 from .work import (
     bench_input,
@@ -260,137 +260,6 @@ def _load(case: Case, source: _ArtifactSource, plan: _Plan) -> Backend:
 
 
 # ---------------------------------------------------------------------------------------------
-# timing
-
-
-def _percentiles(times_ms: list[float]) -> dict:
-    a = np.asarray(times_ms)
-    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
-            "p99": float(np.percentile(a, 99)), "mean": float(a.mean()), "min": float(a.min()),
-            "max": float(a.max())}
-
-
-# Pause before each timed call when backends alternate. PyTorch's OpenMP workers and onnxruntime's
-# pool spin for a while after a call; without the pause they take CPU time from the next backend's
-# call on a small machine (measured here on 2 cores: eager PyTorch 10-15% slower right after an
-# onnxruntime call).
-SETTLE_SECONDS = 0.05
-
-
-def settle() -> None:
-    """Let the worker threads of the previous runtime go idle before the next timed call."""
-    time.sleep(SETTLE_SECONDS)
-
-
-def _warm_up(label: str, backend: Backend, x: np.ndarray, row: BenchRow, options: BenchOptions,
-             tick: Callable[[str], None]) -> dict:
-    """The untimed passes of one backend, with its memory measured around them; returns its state."""
-    probe = backend.probe() if options.memory else NoProbe()
-    row.memory_method = probe.method
-    state = {"backend": backend, "probe": probe, "times": [], "out": None, "first": None,
-             "prepared": backend.prepare(x)}
-    if options.warmup:
-        probe.start()
-        for i in range(options.warmup):
-            tick(f"{label} warm-up {i + 1}/{options.warmup}")
-            start = time.perf_counter()
-            state["out"] = backend.run(state["prepared"])
-            if state["first"] is None:
-                state["first"] = (time.perf_counter() - start) * 1000
-        row.memory_mib = probe.stop()
-    return state
-
-
-def _timed_rounds(state: dict[str, dict], rows: dict[str, BenchRow], options: BenchOptions,
-                  tick: Callable[[str], None]) -> None:
-    """The timed passes, interleaved across backends round by round in alternating order (ABBA)."""
-    rounds = 0
-    loop_start = time.perf_counter()
-    while state and rounds < options.runs:
-        order = list(state) if rounds % 2 == 0 else list(state)[::-1]
-        for label in order:
-            st = state[label]
-            tick(f"round {rounds + 1}/{options.runs}: {label}")
-            if len(state) > 1:
-                settle()
-            measure_memory = rounds == 0 and not options.warmup
-            try:
-                if measure_memory:
-                    st["probe"].start()
-                start = time.perf_counter()
-                st["out"] = st["backend"].run(st["prepared"])
-                elapsed = (time.perf_counter() - start) * 1000
-                if measure_memory:
-                    rows[label].memory_mib = st["probe"].stop()
-            except Exception as exc:  # noqa: BLE001 - reported in the row, the other backends go on
-                _fail(rows[label], exc)
-                del state[label]
-                continue
-            st["times"].append(elapsed)
-            if st["first"] is None:
-                st["first"] = elapsed
-        rounds += 1
-        budget = options.max_seconds * max(1, len(state))
-        if rounds >= options.min_runs and time.perf_counter() - loop_start > budget:
-            break
-
-
-def _finish_row(row: BenchRow, st: dict, reference: np.ndarray, options: BenchOptions) -> None:
-    from ..compare import error_stats, top1_agreement
-
-    times = st["times"]
-    output = st["backend"].to_numpy(st["out"])[0]
-    try:
-        stats = error_stats(reference, output).as_dict()
-    except ValueError as exc:  # shape mismatch
-        _fail(row, exc)
-        return
-    stats["top1_agreement"] = top1_agreement(reference, output)
-    row.accuracy = stats
-    row.runs = len(times)
-    row.first_call_ms = st["first"]
-    row.latency_ms = _percentiles(times)
-    row.times_ms = [round(t, 4) for t in times]
-    row.throughput_img_s = row.batch * 1000.0 / row.latency_ms["mean"]
-    if row.backend == "torch-compile":
-        row.notes = [f"first call, which compiles: {st['first'] / 1000:.1f} s"]
-    if len(times) < options.runs:
-        h, w = row.resolution
-        row.notes.append(f"{len(times)} of {options.runs} runs at {h}x{w}, batch {row.batch}: "
-                         f"time budget reached ({options.max_seconds:g} s per backend)")
-
-
-def _measure_case(loaded: dict[Case, Backend], resolution: tuple[int, int], batch: int, case, plan: _Plan,
-                  options: BenchOptions, tick: Callable[[str], None]) -> list[BenchRow]:
-    """One resolution x batch for every loaded backend: per backend its warm-up passes (memory is
-    measured around them), then the timed rounds."""
-    x, reference = case
-    rows: dict[str, BenchRow] = {}
-    state: dict[str, dict] = {}
-    for c, backend in loaded.items():
-        row = rows[c.label] = BenchRow(c.backend, resolution, batch, "ok", precision=c.precision,
-                                       graph=backend.graph, warmup=options.warmup,
-                                       device=_device_label(backend.device, plan.threads), notes=list(backend.notes))
-        if c.backend == "torch-plain" and backend.device == "cpu":
-            row.notes.append("this is the reference")
-        try:
-            state[c.label] = _warm_up(c.label, backend, x, row, options, tick)
-        except Exception as exc:  # noqa: BLE001 - reported in the row, the other backends go on
-            _fail(row, exc)
-    _timed_rounds(state, rows, options, tick)
-    for label, st in state.items():
-        _finish_row(rows[label], st, reference, options)
-    return [rows[c.label] for c in loaded]
-
-
-def _fail(row: BenchRow, exc: BaseException) -> None:
-    row.status, row.reason = "failed", one_line(exc)
-    row.memory_mib = None
-    if row.backend == "torch-compile":
-        row.status, row.reason = "not available", "torch.compile failed: " + row.reason
-
-
-# ---------------------------------------------------------------------------------------------
 # the run
 
 
@@ -414,6 +283,10 @@ def _checkpoint(options: BenchOptions, plan: _Plan, work_dir: Path) -> tuple[Pat
         return path, f"seeded random weights (seed {options.seed}): speed and agreement only, not accuracy"
     path = resolve_checkpoint(options.checkpoint, plan.variant)
     return path, (f"official weights {path.name}" if options.checkpoint == OFFICIAL else f"checkpoint {path}")
+
+
+def _timing(options: BenchOptions) -> Timing:
+    return Timing(options.runs, options.warmup, options.min_runs, options.max_seconds, options.memory)
 
 
 def _run_resolution(resolution: tuple[int, int], plan: _Plan, options: BenchOptions, checkpoint: Path,
@@ -458,8 +331,8 @@ def _run_resolution(resolution: tuple[int, int], plan: _Plan, options: BenchOpti
                      for b in plan.batches]
             steps(f"{label}: {case.label} {unavailable[0]}", len(plan.batches))
         for batch in plan.batches:
-            rows += _measure_case(loaded, resolution, batch, cases[batch], plan, options,
-                                  lambda what, b=batch: steps(f"{label} b{b}: {what}"))
+            rows += measure_case(loaded, resolution, batch, cases[batch], plan.threads, _timing(options),
+                                 lambda what, b=batch: steps(f"{label} b{b}: {what}"))
             steps(f"{label} b{batch}: done", len(loaded))
     finally:
         for backend in loaded.values():
@@ -540,10 +413,6 @@ def run_bench(options: BenchOptions, progress: Progress = no_progress) -> BenchR
     return BenchReport(meta, rows, poly, round(time.perf_counter() - started, 1))
 
 
-def _device_label(device: str, threads: int) -> str:
-    return f"cpu ({threads} threads)" if device == "cpu" else device
-
-
 __all__ = [
     "CPU_OPT_IN",
     "BenchError",
@@ -554,5 +423,4 @@ __all__ = [
     "backend_availability",
     "check_options",
     "run_bench",
-    "settle",
 ]

@@ -24,8 +24,8 @@ from ..artifacts import (
     STANDARD_FILE,
     artifact_name,
     normalize_images,
-    sha256sum,
 )
+from ..files import sha256sum
 from ..engine import EnginePlan
 from ..progress import Progress, no_progress
 

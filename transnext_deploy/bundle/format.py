@@ -28,7 +28,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ..artifacts import MANIFEST_FILE, sha256sum
+from ..artifacts import MANIFEST_FILE
+
+from ..files import sha256sum
 from ..errors import TransNeXtDeployError, one_line
 
 FORMAT = "transnext-deploy bundle"

@@ -31,8 +31,8 @@ from ..artifacts import (
     PLUGIN_FILE,
     VALIDATION_FILE,
     engine_metadata_name,
-    sha256sum,
 )
+from ..files import publish_directory, sha256sum
 from .format import (
     FORMAT,
     FORMAT_VERSION,
@@ -152,7 +152,7 @@ def _existing_plugin(options: PackageOptions) -> Path | None:
 
 
 def _copy_sources(root: Path) -> None:
-    from ..plugin.build import plugin_source_dir
+    from ..plugin.locations import plugin_source_dir
 
     shutil.copytree(plugin_source_dir(), root / PLUGINS_DIR, ignore=_NOT_SOURCES)
 
@@ -224,6 +224,67 @@ def _engines(directory: Path, relative: str, precisions: Sequence[str], options:
     return entries
 
 
+def _model_entry(resolution: tuple[int, int], directory: Path, relative: str, export_manifest: dict,
+                 engines: list[dict]) -> dict:
+    """The manifest's entry of one resolution: its graphs, validation, preprocessing, contract, engines."""
+    validation = json.loads((directory / VALIDATION_FILE).read_text())
+    h, w = resolution
+    return {
+        "name": f"{h}x{w}", "resolution": [h, w], "directory": relative,
+        "graphs": {name: f"{relative}/{name}" for name in GRAPH_FILES},
+        "validation": {"file": f"{relative}/{VALIDATION_FILE}", "passed": validation["passed"],
+                       "atol": validation["atol"], "rtol": validation["rtol"],
+                       "max_abs": {g: v.get("max_abs") for g, v in validation["graphs"].items()},
+                       "skipped": validation["skipped"]},
+        "preprocessing": preprocessing_spec(h, w),
+        "input": {"name": next(iter(export_manifest["inputs"])),
+                  "shape": next(iter(export_manifest["inputs"].values())), "dtype": "float32"},
+        "outputs": export_manifest["outputs"],
+        "custom_op": export_manifest["custom_op"],
+        "commands": export_manifest["commands"],
+        "engines": engines,
+    }
+
+
+def _labels(root: Path, models: list[dict]) -> dict:
+    """The class names, copied into the bundle; their count must be the model's."""
+    names = read_labels()
+    classes = models[0]["outputs"]["logits"][1]
+    if len(names) != classes:
+        raise PackageError(f"the model has {classes} classes but {labels_path().name} has {len(names)} "
+                           "names (a bundle's labels must match its classes)")
+    shutil.copy2(labels_path(), root / LABELS_FILE)
+    return {"file": LABELS_FILE, "count": len(names),
+            "source": "ImageNet-1k class names in torchvision's order (index = logit index)"}
+
+
+def _bundle_manifest(first: dict, options: PackageOptions, models: list[dict], labels: dict | None, plugin: dict,
+                     engines_skipped: str | None, root: Path) -> dict:
+    """The bundle's one manifest; `first` is the first resolution's export manifest."""
+    classify = first["mode"] == "classify"
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "created_by": f"transnext-deploy {__version__}",
+        "variant": first["variant"], "mode": first["mode"], "pretrain_size": first["pretrain_size"],
+        "position_bias": first["position_bias"], "opset": first["opset"], "weights": first["weights"],
+        **({"fixed_pool_size": options.fixed_pool_size} if options.fixed_pool_size is not None else {}),
+        "resolutions": [m["resolution"] for m in models],
+        "input": {"name": models[0]["input"]["name"], "dtype": "float32", "layout": "NCHW",
+                  "shape": ["batch", 3, "height", "width"], "color": "RGB",
+                  "values": "ImageNet-normalised: (rgb / 255 - mean) / std, see each model's preprocessing"},
+        "output": ({"name": "logits", "shape": ["batch", models[0]["outputs"]["logits"][1]], "dtype": "float32",
+                    "meaning": "class scores before softmax; index i is labels line i"} if classify else
+                   {"names": list(models[0]["outputs"]), "dtype": "float32",
+                    "meaning": "NCHW feature maps of the four stages, strides 4, 8, 16, 32"}),
+        "labels": labels,
+        "models": models,
+        "engines_skipped": engines_skipped,
+        "plugin": plugin,
+        "tool_versions": first["tool_versions"],
+        "files": file_entries(root),
+    }
+
+
 def package(options: PackageOptions, progress: Progress = no_progress) -> PackageResult:
     """Export, validate and assemble a bundle at options.output (a directory, or a .tar.gz)."""
     from ..engine import EnginePlan
@@ -265,69 +326,19 @@ def package(options: PackageOptions, progress: Progress = no_progress) -> Packag
             engines = []
             if precisions:
                 engines = _engines(directory, relative, precisions, options, libraries, root, progress)
-            validation = json.loads((directory / VALIDATION_FILE).read_text())
-            h, w = result.resolution
-            models.append({
-                "name": f"{h}x{w}", "resolution": [h, w], "directory": relative,
-                "graphs": {name: f"{relative}/{name}" for name in GRAPH_FILES},
-                "validation": {"file": f"{relative}/{VALIDATION_FILE}", "passed": validation["passed"],
-                               "atol": validation["atol"], "rtol": validation["rtol"],
-                               "max_abs": {g: v.get("max_abs") for g, v in validation["graphs"].items()},
-                               "skipped": validation["skipped"]},
-                "preprocessing": preprocessing_spec(h, w),
-                "input": {"name": next(iter(export_manifest["inputs"])),
-                          "shape": next(iter(export_manifest["inputs"].values())), "dtype": "float32"},
-                "outputs": export_manifest["outputs"],
-                "custom_op": export_manifest["custom_op"],
-                "commands": export_manifest["commands"],
-                "engines": engines,
-            })
+            models.append(_model_entry(result.resolution, directory, relative, export_manifest, engines))
             notes += result.notes
-        first = export_manifests[0]
-        labels = None
-        if classify:
-            names = read_labels()
-            classes = models[0]["outputs"]["logits"][1]
-            if len(names) != classes:
-                raise PackageError(f"the model has {classes} classes but {labels_path().name} has {len(names)} "
-                                   "names (a bundle's labels must match its classes)")
-            shutil.copy2(labels_path(), root / LABELS_FILE)
-            labels = {"file": LABELS_FILE, "count": len(names),
-                      "source": "ImageNet-1k class names in torchvision's order (index = logit index)"}
+        labels = _labels(root, models) if classify else None
         progress("writing the manifest", advance=1)
-        manifest = {
-            "format": FORMAT, "format_version": FORMAT_VERSION,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "created_by": f"transnext-deploy {__version__}",
-            "variant": first["variant"], "mode": first["mode"], "pretrain_size": first["pretrain_size"],
-            "position_bias": first["position_bias"], "opset": first["opset"], "weights": first["weights"],
-            **({"fixed_pool_size": options.fixed_pool_size} if options.fixed_pool_size is not None else {}),
-            "resolutions": [m["resolution"] for m in models],
-            "input": {"name": models[0]["input"]["name"], "dtype": "float32", "layout": "NCHW",
-                      "shape": ["batch", 3, "height", "width"], "color": "RGB",
-                      "values": "ImageNet-normalised: (rgb / 255 - mean) / std, see each model's preprocessing"},
-            "output": ({"name": "logits", "shape": ["batch", models[0]["outputs"]["logits"][1]], "dtype": "float32",
-                        "meaning": "class scores before softmax; index i is labels line i"} if classify else
-                       {"names": list(models[0]["outputs"]), "dtype": "float32",
-                        "meaning": "NCHW feature maps of the four stages, strides 4, 8, 16, 32"}),
-            "labels": labels,
-            "models": models,
-            "engines_skipped": engines_skipped,
-            "plugin": {"sources": PLUGINS_DIR, "libraries": libraries, "skipped": skipped,
-                       "custom_op_graph": PLUGIN_FILE},
-            "tool_versions": first["tool_versions"],
-            "files": file_entries(root),
-        }
+        manifest = _bundle_manifest(export_manifests[0], options, models, labels, {
+            "sources": PLUGINS_DIR, "libraries": libraries, "skipped": skipped, "custom_op_graph": PLUGIN_FILE},
+            engines_skipped, root)
         (root / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
         if is_tarball(output):
             progress("writing the tarball", advance=1)
             write_tarball(root, output)
         else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(root, 0o777 & ~umask)  # mkdtemp's privacy is for the staging only
-            if output.exists():
-                shutil.rmtree(output)
-            os.replace(root, output)
+            publish_directory(root, output)
     except OSError as exc:
         raise PackageError(f"cannot write the bundle {output}: {exc.strerror or exc}") from None
     finally:

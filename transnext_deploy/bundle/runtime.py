@@ -36,7 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import PLUGIN_ENV, PLUGIN_LIBRARY, sha256sum
+from ..artifacts import PLUGIN_ENV, PLUGIN_LIBRARY
+
+from ..files import sha256sum
 from ..backends.base import Backend
 from ..backends.registry import (
     BACKENDS,
@@ -82,7 +84,7 @@ class BundleSource:
     def _plugin_libraries(self) -> dict[str, str]:
         """{sha256: path} of the plugin libraries within reach: the bundle's, $TRANSNEXT_AA_PLUGIN, the
         build directory."""
-        from ..plugin.build import find_plugin_library
+        from ..plugin.locations import find_plugin_library
 
         candidates = [self.opened.root / LIB_DIR / PLUGIN_LIBRARY]
         if os.environ.get(PLUGIN_ENV):

@@ -17,6 +17,7 @@ from . import options
 from .app import StepProgress, one_line_errors, say, split_values, whole_numbers
 
 
+# Long only by its option declarations; the body hands them to the library.
 def bench_command(
     size: options.Size = "tiny",
     resolution: Annotated[Optional[list[str]], options.resolutions("224 and 384")] = None,  # noqa: UP007

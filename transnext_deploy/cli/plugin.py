@@ -42,7 +42,8 @@ def build_plugin_command(
 
     Sources and build details: plugins/aggregated_attention/README.md.
     """
-    from ..plugin.build import build_plugin, default_build_dir, normalize_cuda_archs, plan_build
+    from ..plugin.build import build_plugin, normalize_cuda_archs, plan_build
+    from ..plugin.locations import default_build_dir
 
     archs = normalize_cuda_archs(split_values(cuda_arch)) if cuda_arch else None
     plan = plan_build(target, cuda_archs_given=bool(cuda_arch), tensorrt_root=tensorrt_root)

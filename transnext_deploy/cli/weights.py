@@ -26,7 +26,7 @@ def download(
     """Download official weights from the hub (needs network; TRANSNEXT_DEPLOY_HUB_URL overrides the host)."""
     from rich.progress import BarColumn, DownloadColumn, TextColumn, TransferSpeedColumn
 
-    from ..artifacts import sha256sum
+    from ..files import sha256sum
     from ..models.checkpoint import download_weights, official_weights
     from ..models import resolve_variant
 

@@ -53,8 +53,8 @@ from ..artifacts import (
     engine_file_name,
     engine_metadata_name,
     engine_step,
-    sha256sum,
 )
+from ..files import sha256sum
 from ..errors import TransNeXtDeployError, one_line
 from ..machine import CudaDevice, cuda_devices
 from ..progress import Progress, no_progress
@@ -96,7 +96,7 @@ def _tensorrt_module_problem() -> str | None:
 
 def resolve_plugin_library(plugin_library: str | os.PathLike | None = None) -> tuple[Path | None, str]:
     """(path, where it came from) for the plugin library, or (None, where it was looked for)."""
-    from ..plugin.build import default_build_dir, find_plugin_library
+    from ..plugin.locations import default_build_dir, find_plugin_library
 
     if plugin_library is not None:
         path = Path(plugin_library).expanduser()
@@ -244,7 +244,7 @@ def check_precisions(precisions: Sequence[str] | None) -> tuple[str, ...]:
 def dynamic_plugin_for(plugin_library: str | os.PathLike | None) -> Path:
     """The loadLibrary variant of the plugin that a version-compatible engine carries: next to the
     given plugin library, else in the build directory."""
-    from ..plugin.build import find_plugin_library
+    from ..plugin.locations import find_plugin_library
 
     path = (Path(plugin_library).with_name(PLUGIN_DYNAMIC_LIBRARY) if plugin_library is not None
             else find_plugin_library(dynamic=True))

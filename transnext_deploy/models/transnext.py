@@ -61,8 +61,8 @@ from .config import (
     min_input_side,
     resolve_variant,
 )
-from .geometry import StageGeometry, stage_geometry
-from .position_bias import resize_bias, stage_grids, trained_grids
+from .geometry import StageGeometry, adaptive_avg_pool, position_bias, stage_geometry, tracing
+from .position_bias import stage_grids, trained_grids
 
 ATTENTION_IMPLS = ATTENTION.values
 POSITION_BIAS_MODES = POSITION_BIAS.values
@@ -74,8 +74,6 @@ ONEDNN_PROJECTIONS = torch.backends.mkldnn.is_available()
 # not oneDNN (aten/src/ATen/native/Convolution.cpp), which is slower than F.linear itself: the
 # pooled tokens of a 7x7 pool grid stay on F.linear.
 ONEDNN_MIN_NUMEL = 20480
-# Rows of the position-bias coordinate table per eager MLP call (see _cpb_mlp): a 64 MiB hidden layer.
-CPB_CHUNK_ROWS = 32768
 
 
 def _register_fused_op() -> None:
@@ -92,12 +90,6 @@ def fused_attention_core(*inputs: torch.Tensor, num_heads: int, height: int, wid
                                                     window_size, pool_height, pool_width)
 
 
-def _tracing() -> bool:
-    """Inside torch.compile, a TorchScript trace or an ONNX export. is_compiling comes first: Dynamo
-    folds it to True, so a compiled graph never asks TorchScript."""
-    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
-
-
 def token_linear(layer: nn.Linear, x: torch.Tensor, grid: tuple[int, int], rows: slice | None = None) -> torch.Tensor:
     """`layer(x)` for the tokens x (B, H*W, C) of a stage in the fast implementation; with `rows`,
     only those output features (a slice of the weight's rows, no copy).
@@ -112,7 +104,7 @@ def token_linear(layer: nn.Linear, x: torch.Tensor, grid: tuple[int, int], rows:
     weight, bias = layer.weight, layer.bias
     if rows is not None:
         weight, bias = weight[rows], bias[rows]
-    if (x.device.type != "cpu" or x.dtype != torch.float32 or not ONEDNN_PROJECTIONS or _tracing()
+    if (x.device.type != "cpu" or x.dtype != torch.float32 or not ONEDNN_PROJECTIONS or tracing()
             or x.numel() <= ONEDNN_MIN_NUMEL):
         return F.linear(x, weight, bias)
     H, W = grid
@@ -159,60 +151,6 @@ class ConvolutionalGLU(nn.Module):
         h = self.fc2.in_features
         x, v = token_linear(self.fc1, x, (H, W), slice(0, h)), token_linear(self.fc1, x, (H, W), slice(h, 2 * h))
         return token_linear(self.fc2, self.act(self.dwconv(x, H, W)) * v, (H, W))
-
-
-def _cpb_mlp(attn: nn.Module, table: torch.Tensor) -> torch.Tensor:
-    """(U, nh) bias of every row of the coordinate table. Eagerly, a large table runs in chunks of
-    CPB_CHUNK_ROWS: its (U, 512) hidden layer would otherwise be the largest tensor of the whole
-    forward pass at detection sizes (micro at 800x1333: U = 0.8M rows in stage 1 with
-    fixed_pool_size 7, 0.5M without, 1.6 GB per copy). Traces keep one MatMul."""
-    if table.shape[0] <= CPB_CHUNK_ROWS or _tracing():
-        return attn.cpb_fc2(F.relu(attn.cpb_fc1(table)))
-    return torch.cat([attn.cpb_fc2(F.relu(attn.cpb_fc1(rows))) for rows in table.split(CPB_CHUNK_ROWS)])
-
-
-def _position_bias(attn: nn.Module, geo: StageGeometry, plain: bool) -> torch.Tensor:
-    """(nh, N, P) bias for the stage geometry, resized when the MLP ran on a trained grid.
-
-    In eager CPU inference the fast path reuses the last bias while the CPB parameters are
-    bit-identical to the ones it was computed from (an exact comparison of ~10k numbers, so in-place
-    edits through `.data` are seen too). Elsewhere it is computed every call: under autograd; inside
-    traces, exports and torch.compile, where the graph must compute the bias from its small tables
-    instead of baking a (nh, N, P) constant; and on any other device, where the comparison would
-    wait for the device (a host synchronisation per block, which CUDA-graph capture refuses).
-    """
-    if plain or torch.is_grad_enabled() or _tracing() or geo.device.type != "cpu":
-        return _compute_position_bias(attn, geo, plain)
-    params = [attn.cpb_fc1.weight, attn.cpb_fc1.bias, attn.cpb_fc2.weight, attn.cpb_fc2.bias]
-    cached = attn._position_bias_cache
-    if cached is not None and cached[0] is geo and all(
-            a.dtype == b.dtype and a.device == b.device and torch.equal(a, b) for a, b in zip(cached[1], params)):
-        return cached[2]
-    bias = _compute_position_bias(attn, geo, plain)
-    attn._position_bias_cache = (geo, [p.detach().clone() for p in params], bias)
-    return bias
-
-
-def _compute_position_bias(attn: nn.Module, geo: StageGeometry, plain: bool) -> torch.Tensor:
-    nq = geo.bias_query_grid[0] * geo.bias_query_grid[1]
-    nk = geo.bias_key_grid[0] * geo.bias_key_grid[1]
-    if plain:
-        index, table = geo.reference_cpb()
-        values = _cpb_mlp(attn, table).transpose(0, 1)[:, index]
-    else:
-        values = _cpb_mlp(attn, geo.factorized.table).transpose(0, 1)[:, geo.factorized.index()]
-    bias = values.reshape(-1, nq, nk)
-    return resize_bias(bias, geo.bias_query_grid, geo.bias_key_grid, geo.grid, geo.pool_grid)
-
-
-def _adaptive_avg_pool(x: torch.Tensor, geo: StageGeometry) -> torch.Tensor:
-    """adaptive_avg_pool2d in a form every exporter handles: a strided average pool when the grid
-    divides evenly, else two small averaging matmuls (same windows as the reference)."""
-    if geo.pool_matrices is None:
-        kh, kw = geo.grid[0] // geo.pool_grid[0], geo.grid[1] // geo.pool_grid[1]
-        return F.avg_pool2d(x, (kh, kw), (kh, kw))
-    rows, cols = geo.pool_matrices
-    return rows @ x @ cols.transpose(0, 1)
 
 
 class AggregatedAttention(nn.Module):
@@ -265,7 +203,7 @@ class AggregatedAttention(nn.Module):
         H, W = geo.grid
         x_ = x.transpose(1, 2).reshape(-1, C, H, W)
         x_ = self.act(self.sr(x_))
-        x_ = _adaptive_avg_pool(x_, geo) if exportable else F.adaptive_avg_pool2d(x_, geo.pool_grid)
+        x_ = adaptive_avg_pool(x_, geo) if exportable else F.adaptive_avg_pool2d(x_, geo.pool_grid)
         return self.norm(x_.reshape(-1, C, geo.pool_grid[0] * geo.pool_grid[1]).transpose(1, 2))
 
     def forward_fast(self, x: torch.Tensor, geo: StageGeometry) -> torch.Tensor:
@@ -280,7 +218,7 @@ class AggregatedAttention(nn.Module):
             self.relative_pos_bias_local,
             self.learnable_tokens,
             self.learnable_bias.reshape(nh, L),
-            _position_bias(self, geo, plain=False),
+            position_bias(self, geo, plain=False),
             num_heads=nh,
             height=geo.grid[0],
             width=geo.grid[1],
@@ -313,7 +251,7 @@ class AggregatedAttention(nn.Module):
         kv_pool = self.kv(x_).reshape(B, pool_len, 2 * nh, d).permute(0, 2, 1, 3)
         k_pool, v_pool = kv_pool.chunk(2, dim=1)
 
-        pool_bias = _position_bias(self, geo, plain=True)
+        pool_bias = position_bias(self, geo, plain=True)
         attn_pool = q_norm_scaled @ F.normalize(k_pool, dim=-1).transpose(-2, -1) + pool_bias
 
         attn = torch.cat([attn_local, attn_pool], dim=-1).softmax(dim=-1)
@@ -352,7 +290,7 @@ class Attention(nn.Module):
         qkv = token_linear(self.qkv, x, geo.grid) if fast else self.qkv(x)
         qkv = qkv.reshape(-1, N, 3 * self.num_heads, self.head_dim).permute(0, 2, 1, 3)
         q, k, v = qkv.chunk(3, dim=1)
-        rel_bias = _position_bias(self, geo, plain=not fast)
+        rel_bias = position_bias(self, geo, plain=not fast)
         # ln(N) as a Python number: the published float64 buffer, which multiplies float32 tensors as a
         # float32 scalar; a number needs no device and takes any dtype.
         attn = ((F.normalize(q, dim=-1) + self.query_embedding) * F.softplus(self.temperature)

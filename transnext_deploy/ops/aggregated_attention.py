@@ -23,9 +23,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from .contract import L2_EPS
 
-# F.normalize's epsilon: x / max(||x||, eps).
-L2_EPS = 1e-12
 
 
 def l2_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -150,7 +149,6 @@ def aggregated_attention_core(
 
 
 __all__ = [
-    "L2_EPS",
     "aggregated_attention_core",
     "l2_normalize",
     "window_constants",

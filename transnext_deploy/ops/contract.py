@@ -32,6 +32,8 @@ OUTPUT_NAMES = ("output",)  # (B, N, C), heads merged back, ready for `proj`
 ATTRIBUTE_NAMES = ("num_heads", "height", "width", "window_size", "pool_height", "pool_width")
 # TensorRT's ONNX parser looks the plugin up by op_type, this version string and namespace.
 PLUGIN_VERSION_ATTRIBUTE = "plugin_version"
+# The l2 normalisation of queries and keys is F.normalize's: x / max(||x||, L2_EPS).
+L2_EPS = 1e-12
 
 
 def input_shapes(batch: int, head_dim: int, *, num_heads: int, height: int, width: int, window_size: int,
@@ -55,6 +57,7 @@ def input_shapes(batch: int, head_dim: int, *, num_heads: int, height: int, widt
 __all__ = [
     "ATTRIBUTE_NAMES",
     "INPUT_NAMES",
+    "L2_EPS",
     "OP_DOMAIN",
     "OP_NAME",
     "OP_NAMESPACE",

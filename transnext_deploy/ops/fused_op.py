@@ -107,7 +107,7 @@ _MESSAGES = threading.local()
 def cuda_library_path() -> Path:
     """The library the CUDA implementation loads: $TRANSNEXT_AA_CUDA_LIBRARY, else the build directory
     of `transnext-deploy build-plugin`. Raises CudaLibraryError (one line) when there is none."""
-    from ..plugin.build import default_build_dir, find_cuda_library
+    from ..plugin.locations import default_build_dir, find_cuda_library
 
     env = os.environ.get(CUDA_LIBRARY_ENV)
     if env:
@@ -192,7 +192,8 @@ def _host_library() -> Path | None:
     with _HOST_LOCK:
         if "path" in _HOST:
             return _HOST["path"]  # type: ignore[return-value]
-        from ..plugin.build import PluginBuildError, ensure_host_library
+        from ..plugin.build import ensure_host_library
+        from ..plugin.toolchain import PluginBuildError
 
         try:
             _HOST["path"] = ensure_host_library()

@@ -14,36 +14,23 @@ Targets (see plugins/CMakeLists.txt):
 
 `build_plugin()` is the API behind `transnext-deploy build-plugin`. Every missing piece (cmake, a
 C++ compiler, nvcc, TensorRT headers or library) raises `PluginBuildError` with a one-line reason.
-
-Where things are, for the three ways the package can be present:
-- source checkout (plain, or `pip install -e .`): `plugins/` next to the package is the source, and
-  the build directory is `<checkout>/build/plugins`; the host library is rebuilt on first use
-  whenever the sources differ from the ones it was built from (a digest stamp beside it);
-- wheel: the sources are `transnext_deploy/plugins/` (copied from `plugins/` when the wheel is
-  built) and the host library built with the wheel, `transnext_deploy/lib/`, is used as it is;
-  anything `build-plugin` builds goes to the per-user cache directory, never into the package;
-- wheel built where no C++ compiler was found (e.g. from the sdist): sources only; the host library
-  is built into the cache directory on first use.
-`TRANSNEXT_DEPLOY_PLUGIN_DIR` replaces the build directory in every case.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
-from ..artifacts import LIBRARY_FILES, PLUGIN_DIR_ENV, TENSORRT_INCLUDE_ENV, TENSORRT_ROOT_ENV
-from ..cache import cache_dir
-from ..errors import TransNeXtDeployError
+from ..artifacts import LIBRARY_FILES
+from . import locations, toolchain
+from .toolchain import PluginBuildError
 
 TARGETS = {
     "host": ("transnext_aa_host",),
@@ -68,10 +55,6 @@ _CMAKE_OPTION = {
 _CONFIGURED_WITH = {"lifecycle": ("host",)}
 
 
-class PluginBuildError(TransNeXtDeployError):
-    """A build prerequisite is missing or a build step failed; str() is a one-line reason."""
-
-
 @dataclass
 class BuildResult:
     build_dir: Path
@@ -80,237 +63,10 @@ class BuildResult:
     cmake_args: list[str]
     cuda_archs: tuple[str, ...] | None = None
     tensorrt_include_dir: Path | None = None
+    tensorrt_headers: str | None = None  # the TensorRT version of those headers (NvInferVersion.h)
     tensorrt_library: Path | None = None
     notes: list[str] = field(default_factory=list)
     log: str = ""
-
-
-@dataclass
-class TensorRTLocation:
-    include_dir: Path | None
-    library: Path | None
-    library_dir: Path | None
-
-
-# ------------------------------------------------------------------------------------ locations
-
-
-def package_dir() -> Path:
-    """The installed or checked-out `transnext_deploy` directory."""
-    return Path(__file__).resolve().parent.parent
-
-
-def checkout_root() -> Path | None:
-    """The source checkout holding this package and `plugins/`, or None for an installed package."""
-    root = package_dir().parent
-    if (root / "plugins" / "CMakeLists.txt").is_file():
-        return root
-    return None
-
-
-def bundled_source_dir() -> Path:
-    """Where a wheel carries the plugin sources (copied from `plugins/` when it is built)."""
-    return package_dir() / "plugins"
-
-
-def plugin_source_dir() -> Path:
-    """`plugins/` of the checkout, else the sources the installed wheel carries."""
-    root = checkout_root()
-    if root is not None:
-        return root / "plugins"
-    bundled = bundled_source_dir()
-    if (bundled / "CMakeLists.txt").is_file():
-        return bundled
-    raise PluginBuildError(
-        f"plugin sources not found: neither a source checkout nor {bundled}/CMakeLists.txt "
-        "(reinstall transnext-deploy from its wheel or sdist)"
-    )
-
-
-def user_cache_dir() -> Path:
-    """The per-user build directory: plugins/ in the user cache (cache.cache_dir:
-    $TRANSNEXT_DEPLOY_CACHE, else $XDG_CACHE_HOME or ~/.cache, then transnext-deploy)."""
-    return cache_dir() / "plugins"
-
-
-def default_build_dir() -> Path:
-    env = os.environ.get(PLUGIN_DIR_ENV)
-    if env:
-        return Path(env).expanduser().resolve()
-    root = checkout_root()
-    if root is not None:
-        return root / "build" / "plugins"
-    return user_cache_dir()
-
-
-def prebuilt_host_library() -> Path | None:
-    """The host library built with the wheel (transnext_deploy/lib/), or None: in a checkout, which
-    always builds from its own sources, and in a wheel that was built without a compiler."""
-    if checkout_root() is not None:
-        return None
-    path = package_dir() / "lib" / LIBRARY_FILES["host"]
-    return path if path.is_file() else None
-
-
-def _library_path(kind: str, build_dir: Path | None) -> Path | None:
-    directory = Path(build_dir) if build_dir is not None else default_build_dir()
-    path = directory / LIBRARY_FILES[kind]
-    return path if path.is_file() else None
-
-
-def find_host_library(build_dir: str | os.PathLike | None = None) -> Path | None:
-    """Path of libtransnext_aa_host.so in `build_dir`, or None. Without `build_dir`: the wheel's
-    prebuilt library when there is one, else the one in default_build_dir()."""
-    if build_dir is None and (prebuilt := prebuilt_host_library()) is not None:
-        return prebuilt
-    return _library_path("host", Path(build_dir) if build_dir is not None else None)
-
-
-def find_cuda_library(build_dir: str | os.PathLike | None = None) -> Path | None:
-    """Path of libtransnext_aa_cuda.so (the kernel's C API, built by `build-plugin --target cuda`) in
-    `build_dir` (default: default_build_dir()), or None."""
-    return _library_path("cuda_api", Path(build_dir) if build_dir is not None else None)
-
-
-def find_plugin_library(build_dir: str | os.PathLike | None = None, *, dynamic: bool = False) -> Path | None:
-    """Path of libtransnext_aa_plugin.so (or, with dynamic=True, the loadLibrary variant
-    libtransnext_aa_plugin_dynamic.so) in `build_dir` (default: default_build_dir()), or None."""
-    return _library_path("plugin_dynamic" if dynamic else "plugin", Path(build_dir) if build_dir is not None else None)
-
-
-# ------------------------------------------------------------------------------------ tool discovery
-
-
-def _python_package_tool(name: str) -> str | None:
-    """`cmake` or `ninja` from the PyPI package of that name (`pip install cmake ninja`, or the
-    `build` extra), found even when the environment's bin/ is not on PATH."""
-    candidates = [Path(sys.executable).parent / name]
-    try:
-        module = __import__(name)
-        bin_dir = getattr(module, "CMAKE_BIN_DIR", None) or getattr(module, "BIN_DIR", None)
-        if bin_dir:
-            candidates.insert(0, Path(bin_dir) / name)
-    except Exception:  # noqa: BLE001 - a broken or absent package just means "not there"
-        pass
-    for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
-def find_cmake() -> str:
-    cmake = shutil.which("cmake") or _python_package_tool("cmake")
-    if cmake is None:
-        raise PluginBuildError("cmake not found: `pip install cmake ninja` (or `pip install 'transnext-deploy[build]'`), "
-                               "or install CMake >= 3.18 (e.g. `apt install cmake`)")
-    return cmake
-
-
-def _generator_args(cmake_dir: Path) -> list[str]:
-    """Make when it is there (as before), else Ninja (from PATH or the PyPI package). An existing
-    CMake tree keeps the generator it was configured with."""
-    if (cmake_dir / "CMakeCache.txt").is_file() or shutil.which("make") or shutil.which("gmake"):
-        return []
-    ninja = shutil.which("ninja") or _python_package_tool("ninja")
-    if ninja is None:
-        raise PluginBuildError("no build tool found (neither make nor ninja): `pip install ninja` "
-                               "(or `apt install make`)")
-    return ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
-
-
-def find_cxx_compiler() -> str:
-    env = os.environ.get("CXX")
-    if env:
-        path = shutil.which(env)
-        if path is None:
-            raise PluginBuildError(f"C++ compiler from $CXX={env!r} not found")
-        return path
-    for name in ("c++", "g++", "clang++"):
-        path = shutil.which(name)
-        if path is not None:
-            return path
-    raise PluginBuildError("no C++ compiler found (looked for $CXX, c++, g++, clang++): install g++ (e.g. `apt install g++`)")
-
-
-def find_nvcc() -> str:
-    candidates: list[str] = []
-    if os.environ.get("CUDACXX"):
-        candidates.append(os.environ["CUDACXX"])
-    which = shutil.which("nvcc")
-    if which:
-        candidates.append(which)
-    for root in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
-        if root:
-            candidates.append(str(Path(root) / "bin" / "nvcc"))
-    for candidate in candidates:
-        path = shutil.which(candidate)
-        if path is not None:
-            return path
-    raise PluginBuildError(
-        "nvcc not found (looked at $CUDACXX, PATH, $CUDA_HOME/bin, /usr/local/cuda/bin): install the CUDA toolkit "
-        "or set CUDACXX"
-    )
-
-
-def _tensorrt_wheel_library_dir() -> Path | None:
-    """site-packages/tensorrt_libs (or tensorrt) holding libnvinfer.so.*, from an installed wheel."""
-    for module in ("tensorrt_libs", "tensorrt"):
-        try:
-            spec = importlib.util.find_spec(module)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        for location in spec.submodule_search_locations:
-            directory = Path(location)
-            if any(directory.glob("libnvinfer.so*")):
-                return directory
-    return None
-
-
-def _find_nvinfer(directories: Iterable[Path]) -> Path | None:
-    for directory in directories:
-        if not directory.is_dir():
-            continue
-        for name in ("libnvinfer.so", "libnvinfer.so.11", "libnvinfer.so.10"):
-            if (directory / name).exists():
-                return directory / name
-        matches = sorted(directory.glob("libnvinfer.so.*"))
-        if matches:
-            return matches[0]
-    return None
-
-
-def find_tensorrt(
-    tensorrt_root: str | os.PathLike | None = None,
-    include_dir: str | os.PathLike | None = None,
-    library_dir: str | os.PathLike | None = None,
-) -> TensorRTLocation:
-    """Locate TensorRT headers (NvInfer.h) and libnvinfer; either may be None when not found."""
-    root = tensorrt_root or os.environ.get(TENSORRT_ROOT_ENV)
-    include_candidates: list[Path] = []
-    include_env = include_dir or os.environ.get(TENSORRT_INCLUDE_ENV)
-    if include_env:
-        include_candidates.append(Path(include_env))
-    if root:
-        include_candidates.append(Path(root) / "include")
-    include_candidates += [Path("/usr/include/x86_64-linux-gnu"), Path("/usr/include/aarch64-linux-gnu"), Path("/usr/include")]
-    found_include = next((p for p in include_candidates if (p / "NvInfer.h").is_file()), None)
-
-    library_candidates: list[Path] = []
-    if library_dir:
-        library_candidates.append(Path(library_dir))
-    if root:
-        library_candidates += [Path(root) / "lib", Path(root) / "lib64"]
-    wheel = _tensorrt_wheel_library_dir()
-    if wheel is not None:
-        library_candidates.append(wheel)
-    library_candidates += [Path("/usr/lib/x86_64-linux-gnu"), Path("/usr/lib/aarch64-linux-gnu"), Path("/usr/lib")]
-    library = _find_nvinfer(library_candidates)
-    return TensorRTLocation(found_include, library, library.parent if library is not None else None)
-
-
-# ------------------------------------------------------------------------------------ build
 
 
 def normalize_cuda_archs(archs: Sequence[str | int] | str | None) -> tuple[str, ...]:
@@ -350,10 +106,10 @@ def missing_for(target: str, tensorrt_root: str | os.PathLike | None = None) -> 
     missing = []
     if target in ("cuda", "plugin", "lifecycle"):
         try:
-            find_nvcc()
+            toolchain.find_nvcc()
         except PluginBuildError as exc:
             missing.append(str(exc))
-    if target in ("plugin", "lifecycle") and find_tensorrt(tensorrt_root).include_dir is None:
+    if target in ("plugin", "lifecycle") and toolchain.find_tensorrt(tensorrt_root).include_dir is None:
         where = f"not in {tensorrt_root}/include nor " if tensorrt_root else ""
         missing.append(f"TensorRT headers (NvInfer.h) not found ({where}TENSORRT_INCLUDE_DIR, TENSORRT_ROOT, "
                        "/usr/include): pass --tensorrt-root or set TENSORRT_ROOT or TENSORRT_INCLUDE_DIR")
@@ -372,9 +128,9 @@ def plan_build(targets: Sequence[str] | None = None, *, cuda_archs_given: bool =
         raise PluginBuildError(f"unknown --target {', '.join(unknown)}: choose from {', '.join(BUILD_TARGETS)}")
     if tensorrt_root is not None and not Path(tensorrt_root).is_dir():
         raise PluginBuildError(f"--tensorrt-root {tensorrt_root} is not a directory")
-    plugin_source_dir()
-    find_cmake()
-    find_cxx_compiler()
+    locations.plugin_source_dir()
+    toolchain.find_cmake()
+    toolchain.find_cxx_compiler()
     if targets:
         wanted = list(dict.fromkeys(targets))
         problems = [f"{t}: {'; '.join(m)}" for t in wanted if (m := missing_for(t, tensorrt_root))]
@@ -461,10 +217,10 @@ def build_plugin(
     if jobs < 1:
         raise PluginBuildError(f"--jobs must be at least 1, got {jobs}")
 
-    source_dir = plugin_source_dir()
-    cmake = find_cmake()
-    cxx = find_cxx_compiler()
-    out_dir = Path(build_dir).expanduser().resolve() if build_dir is not None else default_build_dir()
+    source_dir = locations.plugin_source_dir()
+    cmake = toolchain.find_cmake()
+    cxx = toolchain.find_cxx_compiler()
+    out_dir = Path(build_dir).expanduser().resolve() if build_dir is not None else locations.default_build_dir()
     needs_cuda = bool({"cuda", "plugin", "lifecycle"} & set(wanted))
     configured = set(wanted) | {t for w in wanted for t in _CONFIGURED_WITH.get(w, ())}
 
@@ -481,39 +237,18 @@ def build_plugin(
 
     result = BuildResult(build_dir=out_dir, targets=wanted, libraries={}, cmake_args=args)
     if needs_cuda:
-        nvcc = find_nvcc()
+        nvcc = toolchain.find_nvcc()
         archs = normalize_cuda_archs(cuda_archs)
         result.cuda_archs = archs
         args += [f"-DCMAKE_CUDA_COMPILER={nvcc}", f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(archs)}"]
     if "plugin" in wanted or "lifecycle" in wanted:
-        trt = find_tensorrt(tensorrt_root, tensorrt_include_dir, tensorrt_library_dir)
-        if trt.include_dir is None:
-            raise PluginBuildError(
-                "TensorRT headers (NvInfer.h) not found: pass tensorrt_root / --tensorrt-root, or set TENSORRT_ROOT "
-                "or TENSORRT_INCLUDE_DIR"
-            )
-        result.tensorrt_include_dir = trt.include_dir
-        args.append(f"-DTENSORRT_INCLUDE_DIR={trt.include_dir}")
-        if tensorrt_root:
-            args.append(f"-DTENSORRT_ROOT={Path(tensorrt_root).expanduser().resolve()}")
-    if "plugin" in wanted:
-        if trt.library is None:
-            if require_nvinfer:
-                raise PluginBuildError(
-                    "TensorRT library (libnvinfer) not found: set TENSORRT_ROOT (with lib/), pass "
-                    "tensorrt_library_dir, or `pip install tensorrt`"
-                )
-            result.notes.append("libnvinfer not found: plugin built from headers only (symbols resolve when TensorRT loads it)")
-        else:
-            result.tensorrt_library = trt.library
-            args.append(f"-DTENSORRT_LIBRARY_DIR={trt.library_dir}")
-            args.append(f"-DTRANSNEXT_NVINFER={trt.library}")
-        args.append(f"-DTRANSNEXT_AA_REQUIRE_NVINFER={'ON' if require_nvinfer else 'OFF'}")
+        args += _tensorrt_args(result, tensorrt_root, tensorrt_include_dir, tensorrt_library_dir,
+                               plugin="plugin" in wanted, require_nvinfer=require_nvinfer)
 
     log: list[str] = []
     with _build_lock(out_dir):
         cmake_dir = out_dir / "cmake"
-        generator = _generator_args(cmake_dir)
+        generator = toolchain.generator_args(cmake_dir)
         _run([cmake, "-S", str(source_dir), "-B", str(cmake_dir), *generator, *args], "cmake configure", log,
              verbose)
         build_cmd = [cmake, "--build", str(cmake_dir), "--parallel", str(jobs), "--target"]
@@ -525,7 +260,38 @@ def build_plugin(
         if not path.is_file():
             raise PluginBuildError(f"build finished but {path} is missing")
         result.libraries[kind] = path
+        if kind in ("plugin", "plugin_dynamic"):
+            locations.write_build_info(path, {"tensorrt_headers": result.tensorrt_headers,
+                                              "static_registration": kind == "plugin",
+                                              "cuda_archs": list(result.cuda_archs or ())})
     return result
+
+
+def _tensorrt_args(result: BuildResult, tensorrt_root, include_dir, library_dir, *, plugin: bool,
+                   require_nvinfer: bool) -> list[str]:
+    """CMake arguments for the TensorRT headers (and, for the plugin, libnvinfer when found); records
+    in `result` where they are and the headers' TensorRT version."""
+    trt = toolchain.find_tensorrt(tensorrt_root, include_dir, library_dir)
+    if trt.include_dir is None:
+        raise PluginBuildError("TensorRT headers (NvInfer.h) not found: pass tensorrt_root / --tensorrt-root, or set "
+                               "TENSORRT_ROOT or TENSORRT_INCLUDE_DIR")
+    result.tensorrt_include_dir = trt.include_dir
+    result.tensorrt_headers = toolchain.tensorrt_header_version(trt.include_dir)
+    args = [f"-DTENSORRT_INCLUDE_DIR={trt.include_dir}"]
+    if tensorrt_root:
+        args.append(f"-DTENSORRT_ROOT={Path(tensorrt_root).expanduser().resolve()}")
+    if not plugin:
+        return args
+    if trt.library is None:
+        if require_nvinfer:
+            raise PluginBuildError("TensorRT library (libnvinfer) not found: set TENSORRT_ROOT (with lib/), pass "
+                                   "tensorrt_library_dir, or `pip install tensorrt`")
+        result.notes.append("libnvinfer not found: plugin built from headers only (symbols resolve when TensorRT "
+                            "loads it)")
+    else:
+        result.tensorrt_library = trt.library
+        args += [f"-DTENSORRT_LIBRARY_DIR={trt.library_dir}", f"-DTRANSNEXT_NVINFER={trt.library}"]
+    return args + [f"-DTRANSNEXT_AA_REQUIRE_NVINFER={'ON' if require_nvinfer else 'OFF'}"]
 
 
 HOST_SOURCE_PATTERNS = ("CMakeLists.txt", "aggregated_attention/*.h", "aggregated_attention/*.cpp")
@@ -534,7 +300,7 @@ HOST_SOURCE_PATTERNS = ("CMakeLists.txt", "aggregated_attention/*.h", "aggregate
 def host_sources_digest(source_dir: Path | None = None) -> str:
     """sha256 over the names and contents of the sources the host library is built from. Contents,
     not mtimes: an unpacked wheel or a fresh clone gives every file a new mtime."""
-    source_dir = source_dir or plugin_source_dir()
+    source_dir = source_dir or locations.plugin_source_dir()
     digest = hashlib.sha256()
     files = sorted({p for pattern in HOST_SOURCE_PATTERNS for p in source_dir.glob(pattern) if p.is_file()})
     for path in files:
@@ -551,9 +317,9 @@ def ensure_host_library(build_dir: str | os.PathLike | None = None, jobs: int = 
     """The host (CPU reference) library. Without `build_dir`, the wheel's prebuilt library when there
     is one, as it is. Otherwise the one in the build directory, (re)built first when it is missing
     or was not built from the current sources (the digest stamp next to it)."""
-    if build_dir is None and (prebuilt := prebuilt_host_library()) is not None:
+    if build_dir is None and (prebuilt := locations.prebuilt_host_library()) is not None:
         return prebuilt
-    directory = Path(build_dir).expanduser().resolve() if build_dir is not None else default_build_dir()
+    directory = Path(build_dir).expanduser().resolve() if build_dir is not None else locations.default_build_dir()
     digest = host_sources_digest()
     library = directory / LIBRARY_FILES["host"]
     stamp = _stamp_path(library)
@@ -569,24 +335,11 @@ __all__ = [
     "BuildPlan",
     "BuildResult",
     "DEFAULT_CUDA_ARCHS",
-    "PluginBuildError",
-    "TensorRTLocation",
+    "TARGETS",
     "build_plugin",
-    "checkout_root",
-    "default_build_dir",
     "ensure_host_library",
     "host_sources_digest",
     "missing_for",
-    "plan_build",
-    "find_cmake",
-    "find_cxx_compiler",
-    "find_cuda_library",
-    "find_host_library",
-    "find_nvcc",
-    "find_plugin_library",
-    "find_tensorrt",
     "normalize_cuda_archs",
-    "plugin_source_dir",
-    "prebuilt_host_library",
-    "user_cache_dir",
+    "plan_build",
 ]

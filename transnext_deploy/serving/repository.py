@@ -31,6 +31,7 @@ from ..artifacts import LOGITS_OUTPUT, STANDARD_FILE, TENSOR_MODEL, TRITON_PLUGI
 from ..bundle.format import LABELS_FILE  # beside config.pbtxt as in the bundle: Triton's classification extension
 from ..engine.compatibility import by_preference
 from ..errors import InvalidArgumentError, TransNeXtDeployError
+from ..files import publish_directory
 from .config import TensorConfig, model_config
 
 
@@ -182,12 +183,7 @@ def write_model_repository(bundle_dir: str | os.PathLike, out_dir: str | os.Path
             (work / TENSOR_MODEL / "config.pbtxt").write_text(
                 tensor_model_config(model, platform=platform, max_batch=max_batch, labels=bool(labels)))
             (work / "README.md").write_text(_readme(platform, model, engine, plugin_in_repo))
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(work, 0o777 & ~umask)  # mkdtemp's privacy is for the staging only
-            if out.exists():
-                out.rmdir()
-            os.replace(work, out)
+            publish_directory(work, out)  # an existing `out` is empty (check_repository_target)
         except OSError as exc:
             raise RepositoryError(f"cannot write the Triton repository {out}: {exc.strerror or exc}") from None
         finally:
