@@ -50,3 +50,22 @@ def hub(tmp_path):
     yield state
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture()
+def tiny_bundle(tmp_path) -> Path:
+    """A 10-class bundle over 8x8 images (tests/bundles.py): checks and runtime choices in seconds."""
+    from bundles import make_bundle
+
+    return make_bundle(tmp_path / "bundle")
+
+
+@pytest.fixture()
+def private_tmp(tmp_path, monkeypatch) -> Path:
+    """tempfile's directory, watched: an extraction would leave something here."""
+    import tempfile
+
+    directory = tmp_path / "tmp"
+    directory.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    return directory

@@ -163,3 +163,19 @@ def test_cmake_and_ninja_from_the_python_environment(monkeypatch, tmp_path):
 def test_make_is_kept_when_present(monkeypatch, tmp_path):
     monkeypatch.setattr(toolchain.shutil, "which", lambda name: "/usr/bin/make" if name == "make" else None)
     assert plugin_build.generator_args(tmp_path) == []
+
+
+def test_the_runtime_only_install_is_the_one_the_readme_shows():
+    """README's "A machine that only runs bundles" installs what .ci/check-install checks, and those
+    are among the package's own dependencies (torch not among them)."""
+    import re
+    import tomllib
+
+    check = re.search(r'^RUNTIME_REQUIREMENTS="([^"]+)"', (REPO / ".ci" / "check-install").read_text(), re.M)
+    assert check, "RUNTIME_REQUIREMENTS not found in .ci/check-install"
+    runtime = check.group(1).split()
+    readme = (REPO / "README.md").read_text().partition("### A machine that only runs bundles")[2]
+    assert f"pip install {' '.join(runtime)}" in readme
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~\[ ]", d)[0].lower() for d in dependencies}
+    assert set(runtime) <= names and "torch" in names and "torch" not in runtime

@@ -36,31 +36,60 @@ MODULES = {_module_name(p): p for p in sorted(PACKAGE_DIR.rglob("*.py"))
            if "plugins" not in p.relative_to(PACKAGE_DIR).parts and p.name != "__main__.py"}
 
 
-def _imports(name: str, path: Path) -> set[str]:
-    """Package modules that `name` imports anywhere in its source (functions included)."""
+def _resolve(name: str, path: Path, node: ast.AST) -> list[str]:
+    """The modules an import statement of module `name` names (absolute, dotted)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if node.level:
+        base = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        base = base[:len(base) - (node.level - 1)]
+        module = ".".join(base + ([node.module] if node.module else []))
+    else:
+        module = node.module or ""
+    # `from . import x` names a submodule when there is one, else an attribute of the package.
+    return [f"{module}.{a.name}" if f"{module}.{a.name}" in MODULES else module for a in node.names]
+
+
+def _module_level(tree: ast.Module):
+    """The import statements that run when the module is imported: not those inside functions, nor
+    under `if TYPE_CHECKING:`."""
+    stack = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            stack += node.orelse
+        elif isinstance(node, (ast.If, ast.Try, ast.With, ast.ClassDef)):
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                stack += getattr(node, field, [])
+        elif isinstance(node, ast.ExceptHandler):
+            stack += node.body
+
+
+def _imports(name: str, path: Path, *, module_level: bool = False, external: bool = False) -> set[str]:
+    """Package modules that `name` imports anywhere in its source (functions included), or only at
+    module level; with `external`, the top-level names of the other packages it imports instead."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    is_package = path.name == "__init__.py"
+    statements = _module_level(tree) if module_level else (
+        n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)))
     found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = name.split(".") if is_package else name.split(".")[:-1]
-                base = base[:len(base) - (node.level - 1)]
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
-            # `from . import x` names a submodule when there is one, else an attribute of the package.
-            targets = [f"{module}.{a.name}" if f"{module}.{a.name}" in MODULES else module for a in node.names]
-        else:
-            continue
-        for target in targets:
+    for node in statements:
+        for target in _resolve(name, path, node):
+            if external:
+                if target and not target.startswith(PACKAGE):
+                    found.add(target.split(".")[0])
+                continue
             while target and target not in MODULES and "." in target:
                 target = target.rsplit(".", 1)[0]
             if target in MODULES and target != name:
                 found.add(target)
     return found
+
+
+def module_level_imports(name: str, path: Path, external: bool = False) -> set[str]:
+    """What `import name` itself executes: its module-level imports (tests/test_bundle_runtime.py)."""
+    return _imports(name, path, module_level=True, external=external)
 
 
 def test_no_module_imports_another_that_imports_it_back():
@@ -79,13 +108,55 @@ def test_no_module_imports_another_that_imports_it_back():
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
 
 
+# The bottom modules, and what each may import (nothing else of the package).
+BOTTOM = {"errors": set(), "artifacts": set(), "files": set(), "progress": set(), "machine": set(), "memory": set(),
+          "cache": {"artifacts", "errors"}, "resolution": {"errors"}, "compare": {"errors"}}
+# The stages in pipeline order: what each may import besides the bottom modules and itself. A
+# module belongs to the package it is in (`info` and the package's own __init__ are stages of
+# their own). Nothing imports the CLI.
+STAGES = {
+    PACKAGE: {"models"},  # create_model & co, loaded on first use
+    "plugin": set(),
+    "ops": {"plugin"},
+    "models": {"ops"},
+    "engine": {"ops", "plugin"},
+    "backends": {"ops", "plugin", "engine"},
+    "info": {"plugin", "engine"},
+    "export": {"models", "ops", "plugin", "engine", "backends"},
+    "bundle": {"export", "models", "ops", "plugin", "engine", "backends"},  # only package.py exports
+    "serving": {"bundle", "engine", "backends"},
+    "bench": {"export", "models", "ops", "plugin", "engine", "backends"},
+    "cli": {"*"},
+}
+
+
+def _stage(module: str) -> str:
+    parts = module.split(".")
+    return PACKAGE if len(parts) == 1 else ("bottom" if parts[1] in BOTTOM else parts[1])
+
+
 def test_the_bottom_modules_import_nothing_from_above():
-    bottom = {"errors": set(), "artifacts": set(), "files": set(), "cache": {"artifacts", "errors"}, "resolution": {"errors"},
-              "memory": set(), "progress": set(),
-              "machine": set()}
-    for module, allowed in bottom.items():
+    for module, allowed in BOTTOM.items():
         name = f"{PACKAGE}.{module}"
         assert _imports(name, MODULES[name]) <= {f"{PACKAGE}.{a}" for a in allowed}, module
+
+
+def test_each_stage_imports_only_the_stages_before_it():
+    """The layers of README's Layout: every module of the package belongs to a known stage, and
+    imports (anywhere in its source) only the bottom modules, its own stage and the stages listed."""
+    unknown = sorted({_stage(m) for m in MODULES} - set(STAGES) - {"bottom"})
+    assert not unknown, f"modules outside every stage: {unknown} (add the package to STAGES)"
+    problems = []
+    for name, path in MODULES.items():
+        stage = _stage(name)
+        if stage == "bottom":
+            continue
+        allowed = STAGES[stage] | {stage, "bottom"}
+        for target in _imports(name, path) - {PACKAGE}:  # the root: __version__ (it imports nothing itself)
+            if "*" not in allowed and _stage(target) not in allowed:
+                problems.append(f"{name} imports {target} ({_stage(target)} is not before {stage})")
+    assert not problems, "\n".join(problems)
+    assert not [m for m in MODULES if _stage(m) != "cli" and any(_stage(t) == "cli" for t in _imports(m, MODULES[m]))]
 
 
 def test_every_module_imports_in_a_fresh_interpreter():
