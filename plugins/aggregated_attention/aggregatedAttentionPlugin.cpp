@@ -6,6 +6,7 @@
 #include "aggregatedAttentionPlugin.h"
 #include "aggregatedAttentionKernel.cuh"
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -15,6 +16,10 @@
 #define TRANSNEXT_AA_EXPORT __declspec(dllexport)
 #else
 #define TRANSNEXT_AA_EXPORT __attribute__((visibility("default")))
+// getLogger() is TensorRT's. A weak reference lets the library load where TensorRT's symbols are
+// not global (the Python wheels dlopen it RTLD_LOCAL), even with RTLD_NOW / LD_BIND_NOW: without
+// load-time registration the library then needs no TensorRT symbol at all.
+#pragma weak getLogger
 #endif
 
 using namespace nvinfer1;
@@ -26,12 +31,22 @@ namespace aa
 namespace
 {
 
+//! Set by setLoggerFinder() (below) when IPluginRegistry::loadLibrary loads the library. It then
+//! names the logger of the builder or runtime that loaded it: the process may not export
+//! getLogger() to this library at all (TensorRT dlopened RTLD_LOCAL, as the Python wheels do).
+std::atomic<ILoggerFinder*> gLoggerFinder{nullptr};
+
 void logMessage(ILogger::Severity severity, std::string const& text) noexcept
 {
     try
     {
         std::string const line = std::string(kOpName) + ": " + text;
-        ILogger* logger = ::getLogger();
+        ILoggerFinder* const finder = gLoggerFinder.load();
+        ILogger* logger = finder != nullptr ? finder->findLogger() : nullptr;
+        if (finder == nullptr && &::getLogger != nullptr)
+        {
+            logger = ::getLogger();
+        }
         if (logger != nullptr)
         {
             logger->log(severity, line.c_str());
@@ -661,6 +676,9 @@ IPluginV3* AggregatedAttentionPluginCreator::createPlugin(
 // A library that does both is refused by loadLibrary ("already registered"), so CMake builds the
 // same source twice: libtransnext_aa_plugin.so with load-time registration and
 // libtransnext_aa_plugin_dynamic.so without it (TRANSNEXT_AA_STATIC_REGISTRATION undefined).
+// loadLibrary (TensorRT 10, 11, TensorRT-RTX) also requires setLoggerFinder(): without it the
+// library is skipped ("SymbolAddress for setLoggerFinder could not be loaded") and nothing is
+// registered, so both libraries export it.
 
 #if defined(TRANSNEXT_AA_STATIC_REGISTRATION) && TRANSNEXT_AA_STATIC_REGISTRATION
 using TransNeXtAggregatedAttentionCreator = transnext::aa::AggregatedAttentionPluginCreator;
@@ -673,4 +691,9 @@ extern "C" TRANSNEXT_AA_EXPORT nvinfer1::IPluginCreatorInterface* const* getCrea
     static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator};
     nbCreators = 1;
     return creators;
+}
+
+extern "C" TRANSNEXT_AA_EXPORT void setLoggerFinder(nvinfer1::ILoggerFinder* finder)
+{
+    transnext::aa::gLoggerFinder.store(finder);
 }
