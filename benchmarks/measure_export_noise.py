@@ -107,7 +107,7 @@ def measure_case(variant, resolution, mode, args, tolerance: Tolerance, workdir:
     refs = references(model, inputs)
     standard = export_standard(model, resolution, 17)
     fused, matches = fused_model(standard)
-    graphs = {STANDARD_FILE: standard, PLUGIN_FILE: fused, FUNCTION_FILE: function_form(fused, matches, 17)}
+    graphs = {STANDARD_FILE: standard, PLUGIN_FILE: fused, FUNCTION_FILE: function_form(fused)}
     result = {"variant": variant, "resolution": list(resolution), "mode": mode, "graphs": {}}
     for graph_name, proto in graphs.items():
         path = workdir / graph_name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -40,3 +41,25 @@ def error_line(stderr: str) -> str:
     assert len(others) == 1 and others[0] == lines[-1], stderr
     assert lines[-1].startswith("error: ") and "Traceback" not in stderr, stderr
     return lines[-1]
+
+
+REPO = Path(__file__).resolve().parents[1]
+# The TensorRT headers every developer machine and CI have beside the checkout (their README).
+SHARED_HEADERS = REPO.parent / "shared" / "third_party" / "tensorrt-headers"
+
+
+def _version_key(path: Path) -> tuple[int, ...]:
+    return tuple(int(p) for p in path.parent.name.split(".") if p.isdigit())
+
+
+def tensorrt_header_dirs() -> list[Path]:
+    """Directories with NvInfer.h: $TENSORRT_INCLUDE_DIR (os.pathsep-separated), else every
+    `<version>/include` of ../shared/third_party/tensorrt-headers, oldest first."""
+    value = os.environ.get("TENSORRT_INCLUDE_DIR", "")
+    if value:
+        return [Path(p) for p in value.split(os.pathsep) if p]
+    return sorted((d for d in SHARED_HEADERS.glob("*/include") if (d / "NvInfer.h").is_file()), key=_version_key)
+
+
+NO_HEADERS = ("no TensorRT headers: set TENSORRT_INCLUDE_DIR (directories with NvInfer.h, os.pathsep-separated) or "
+              f"provide {SHARED_HEADERS}")

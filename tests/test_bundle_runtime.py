@@ -132,18 +132,20 @@ def test_auto_choice_names_what_this_machine_lacks(tiny_bundle):
     from transnext_deploy.engine import tensorrt_status
 
     with runtime.load(tiny_bundle) as predictor:
-        trt = tensorrt_status(need_plugin=False)
-        assert predictor.skipped[0].startswith("tensorrt: ")
-        assert "the bundle has no TensorRT engine for 8x8" in predictor.skipped[0]  # the test bundle has none
-        if not trt.available:
-            assert trt.reason in predictor.skipped[0]
+        skipped = dict(line.split(": ", 1) for line in predictor.skipped)
+        for name in ("tensorrt", "tensorrt-rtx"):  # the test bundle has no engine of either runtime
+            assert f"the bundle has no {name} engine for 8x8" in skipped[name]
+            found = tensorrt_status(need_plugin=False, runtime=name)
+            if not found.available:
+                assert found.reason in skipped[name]
+        assert list(skipped)[:2] == ["tensorrt", "tensorrt-rtx"]
         cuda = ort_cuda_problem()
         if cuda is None:
-            assert predictor.backend == "onnxruntime-cuda" and len(predictor.skipped) == 1
+            assert predictor.backend == "onnxruntime-cuda" and len(predictor.skipped) == 2
         else:
             assert predictor.backend == "onnxruntime-cpu"  # the tiny bundle has no custom-op graph
-            assert predictor.skipped[1] == f"onnxruntime-cuda: {cuda}"
-            assert predictor.skipped[2] == "onnxruntime-cpu-custom: the bundle has no model.aa_plugin.onnx for 8x8"
+            assert skipped["onnxruntime-cuda"] == cuda
+            assert skipped["onnxruntime-cpu-custom"] == "the bundle has no model.aa_plugin.onnx for 8x8"
         for line in predictor.skipped:
             assert "\n" not in line
 
@@ -154,14 +156,14 @@ def test_an_explicit_backend_that_cannot_run_isone_line(tiny_bundle):
     assert one_line(info.value).startswith("no backend can run ")
     assert "tensorrt: " in str(info.value)
     with runtime.load(tiny_bundle, device="cpu") as predictor:
-        assert predictor.skipped[:2] == ["tensorrt: not tried (device='cpu')",
+        assert predictor.skipped[:3] == ["tensorrt: not tried (device='cpu')", "tensorrt-rtx: not tried (device='cpu')",
                                          "onnxruntime-cuda: not tried (device='cpu')"]
     with runtime.load(tiny_bundle, backend="onnxruntime-cpu") as predictor:
-        assert predictor.backend == "onnxruntime-cpu" and len(predictor.skipped) == 3
+        assert predictor.backend == "onnxruntime-cpu" and len(predictor.skipped) == 4
         assert all("not tried (backend='onnxruntime-cpu')" in line for line in predictor.skipped)
     for kwargs, fragment in (({"device": "gpu"}, "device must be one of auto, cpu, cuda, got 'gpu'"),
                              ({"device": "tensorrt"}, "(tensorrt is a backend: ask for it by name)"),
-                             ({"backend": "torch-fast"}, "backend must be one of tensorrt, onnxruntime-cuda"),
+                             ({"backend": "torch-fast"}, "backend must be one of tensorrt, tensorrt-rtx, onnxruntime-cuda"),
                              ({"device": "cpu", "backend": "tensorrt"}, "backend tensorrt runs on cuda")):
         with pytest.raises(runtime.InvalidArgumentError) as info:
             runtime.load(tiny_bundle, **kwargs)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import NO_HEADERS, tensorrt_header_dirs
 
 from transnext_deploy import plugin as plugin_build
 from transnext_deploy.plugin.build import PluginBuildError
@@ -52,7 +53,7 @@ def _tool(finder) -> str | None:
 
 
 def _header_dirs() -> list[Path]:
-    return [Path(p) for p in os.environ.get("TENSORRT_INCLUDE_DIR", "").split(os.pathsep) if p]
+    return tensorrt_header_dirs()
 
 
 def _cuda_root() -> Path | None:
@@ -76,8 +77,7 @@ def _run(cmd, **kwargs) -> subprocess.CompletedProcess:
 CXX = _tool(plugin_build.find_cxx_compiler)
 needs_cxx = pytest.mark.skipif(CXX is None, reason="no C++ compiler (g++/c++/clang++) on PATH")
 needs_headers = pytest.mark.skipif(
-    not _header_dirs(), reason="TENSORRT_INCLUDE_DIR not set (directories with NvInfer.h): classify.cpp needs the "
-                               "TensorRT headers to compile")
+    not _header_dirs(), reason=f"{NO_HEADERS}: classify.cpp needs the TensorRT headers to compile")
 
 
 def _assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str, code: int = 1,
@@ -324,7 +324,7 @@ extern "C" int32_t getInferLibVersion() noexcept { return 100300; }
 def toolchain(tmp_path_factory) -> dict:
     """The stand-in libnvinfer (as the tensorrt wheel names it) and the CUDA runtime to link with."""
     if not _header_dirs():
-        pytest.skip("TENSORRT_INCLUDE_DIR not set (directories with NvInfer.h)")
+        pytest.skip(NO_HEADERS)
     cuda_root = _cuda_root()
     if CXX is None or cuda_root is None:
         pytest.skip("needs a C++ compiler and the CUDA toolkit's headers (cuda_runtime_api.h)")

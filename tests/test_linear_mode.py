@@ -25,7 +25,7 @@ import torch
 from typer.testing import CliRunner
 
 from transnext_deploy import create_model
-from transnext_deploy.artifacts import FUNCTION_FILE, PLUGIN_FILE
+from transnext_deploy.artifacts import FUNCTION_FILE, PLUGIN_FILE, graph_precision
 from transnext_deploy.models.checkpoint import load_checkpoint
 from transnext_deploy.cli import app
 from transnext_deploy.export import ExportError, ExportOptions, export
@@ -278,8 +278,10 @@ def test_export_fuses_every_block_with_the_fixed_pool_grid(tmp_path):
     d = Path(r.directory)
     assert d.name == "transnext_micro_backbone_64x96_pool3" and r.blocks_fused == 19
     assert r.validation["passed"] and r.validation["fixed_pool_size"] == 3 and not r.validation["skipped"]
-    for name, graph in r.validation["graphs"].items():
-        assert graph["passed"] is True and graph["max_abs"] <= MAX_ABS_TOL, (name, graph["max_abs"])
+    for name, graph in r.validation["graphs"].items():  # the fp16 graphs: at their own tolerance (passed)
+        assert graph["passed"] is True, name
+        if graph_precision(name) == "fp32":
+            assert graph["max_abs"] <= MAX_ABS_TOL, (name, graph["max_abs"])
     manifest = json.loads((d / "manifest.json").read_text())
     assert manifest["fixed_pool_size"] == 3
     assert len(manifest["custom_op"]["blocks"]) == 19

@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import NO_HEADERS, tensorrt_header_dirs
 
 from transnext_deploy import artifacts
 from transnext_deploy import plugin as plugin_build
@@ -54,8 +55,7 @@ def _cuda_include_dir() -> Path | None:
 
 
 def _tensorrt_include_dirs() -> list[Path]:
-    value = os.environ.get("TENSORRT_INCLUDE_DIR", "")
-    return [Path(p) for p in value.split(os.pathsep) if p]
+    return tensorrt_header_dirs()
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -133,7 +133,7 @@ def test_cmake_builds_cuda_target(tmp_path):
 
 
 @needs_cxx
-@pytest.mark.skipif(not _tensorrt_include_dirs(), reason="TENSORRT_INCLUDE_DIR not set (directories with NvInfer.h)")
+@pytest.mark.skipif(not _tensorrt_include_dirs(), reason=NO_HEADERS)
 @pytest.mark.parametrize("static_registration", [True, False])
 def test_plugin_compiles_against_tensorrt_headers(tmp_path, static_registration):
     cuda_include = _cuda_include_dir()
@@ -152,7 +152,7 @@ def test_plugin_compiles_against_tensorrt_headers(tmp_path, static_registration)
 
 @needs_nvcc
 @needs_cxx
-@pytest.mark.skipif(not _tensorrt_include_dirs(), reason="TENSORRT_INCLUDE_DIR not set (directories with NvInfer.h)")
+@pytest.mark.skipif(not _tensorrt_include_dirs(), reason=NO_HEADERS)
 def test_cmake_builds_plugin_target(tmp_path):
     include = _tensorrt_include_dirs()[0]
     result = build_plugin(targets=("plugin",), cuda_archs="86", build_dir=tmp_path, jobs=2, werror=True,

@@ -19,6 +19,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import NO_HEADERS, tensorrt_header_dirs
 import torch
 
 from transnext_deploy import plugin as plugin_build
@@ -30,7 +31,7 @@ DRIVER_SOURCES = sorted((AA_DIR / "lifecycle").glob("*.cpp"))
 
 
 def _header_dirs() -> list[Path]:
-    return [Path(p) for p in os.environ.get("TENSORRT_INCLUDE_DIR", "").split(os.pathsep) if p]
+    return tensorrt_header_dirs()
 
 
 def _tool(finder) -> str | None:
@@ -49,8 +50,7 @@ def _cuda_include_dir() -> Path | None:
 
 
 needs_headers = pytest.mark.skipif(
-    not _header_dirs(), reason="TENSORRT_INCLUDE_DIR not set (directories with NvInfer.h): the driver needs the "
-                               "TensorRT headers to compile")
+    not _header_dirs(), reason=f"{NO_HEADERS}: the driver needs the TensorRT headers to compile")
 
 
 def _run(cmd: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
@@ -75,7 +75,7 @@ def test_driver_compiles_warning_free_against_every_header_version(tmp_path):
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory) -> Path:
     if not _header_dirs():
-        pytest.skip("TENSORRT_INCLUDE_DIR not set (directories with NvInfer.h)")
+        pytest.skip(NO_HEADERS)
     missing = [str(e) for e in (_missing(plugin_build.find_cmake), _missing(plugin_build.find_nvcc)) if e]
     if missing:
         pytest.skip("; ".join(missing))

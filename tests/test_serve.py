@@ -374,7 +374,7 @@ def test_missing_pytriton_is_one_line(packaged, monkeypatch):
 def test_serve_rejects_bad_options(packaged):
     for args, message in ((["--max-batch", "0"], "--max-batch"), (["--top", "0"], "top must be a whole number >= 1"),
                           (["--device", "tpu"], "device must be one of auto, cpu, cuda"),
-                          (["--backend", "torch-fast"], "backend must be one of tensorrt, onnxruntime-cuda"),
+                          (["--backend", "torch-fast"], "backend must be one of tensorrt, tensorrt-rtx, onnxruntime-cuda"),
                           (["--http-port", "70000"], "--http-port must be"),
                           (["--http-port", "8123", "--grpc-port", "8123"], "both 8123")):
         result = CliRunner().invoke(app, ["serve", "--bundle", str(packaged[0]), *args])

@@ -138,8 +138,8 @@ def test_bundle_holds_everything_and_its_manifest_checks(shipped):
             assert {e["precision"] for e in model["engines"]} == {"fp16", "fp32"}
             for engine in model["engines"]:
                 assert engine["plugin_library"]["sha256"] == manifest["plugin"]["libraries"]["plugin"]["sha256"]
-                assert {"tensorrt_version", "compute_capability", "version_compatible",
-                        "hardware_compatibility"} <= set(engine)
+                assert {"runtime", "runtime_version", "compute_capabilities", "version_compatible",
+                        "hardware_compatibility", "graph", "plugin_layers"} <= set(engine)
         else:
             assert model["engines"] == []
     if not status.available:
@@ -274,7 +274,7 @@ def test_predict_chunks_any_batch_size(shipped, images):
 
 @pytest.mark.skipif(not tensorrt_status(need_plugin=False).available, reason="needs TensorRT and a CUDA GPU")
 def test_tensorrt_engine_is_chosen_and_matches_pytorch(shipped, images):
-    from transnext_deploy.engine import ENGINE_TOLERANCES
+    from transnext_deploy.compare import ENGINE_TOLERANCES
 
     bundle, ckpt, manifest, _, _ = shipped
     if manifest["engines_skipped"]:
@@ -343,3 +343,52 @@ def test_predict_refuses_a_tampered_bundle_in_one_line(shipped, images, tmp_path
     assert result.exit_code == 1
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "is missing" in lines[0]
+
+
+# ------------------------------------------------------------------------------------------ TensorRT-RTX engines
+
+
+@pytest.mark.slow
+def test_package_puts_tensorrt_rtx_engines_in_a_bundle_and_the_runtime_says_why_not_here(tmp_path, monkeypatch):
+    """`package --runtime tensorrt-rtx --compute-capability 86` on a machine without a GPU: the plugin
+    built for sm_86, fp16 and fp32 engines built ahead of time with it, their facts in the manifest.
+    `runtime.load` then runs them only on a GPU they were built for; here it falls back and says why."""
+    import shutil
+
+    from helpers import NO_HEADERS, tensorrt_header_dirs
+
+    from transnext_deploy.engine.tensorrt import gpu_problem, module_problem
+    from transnext_deploy.machine import cuda_devices
+
+    if module_problem("tensorrt-rtx"):
+        pytest.skip(module_problem("tensorrt-rtx"))
+    if not tensorrt_header_dirs():
+        pytest.skip(NO_HEADERS)
+    if shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").is_file():
+        pytest.skip("needs nvcc to build the plugin")
+    monkeypatch.setenv("TENSORRT_INCLUDE_DIR", str(tensorrt_header_dirs()[-1]))
+    monkeypatch.delenv("TRANSNEXT_AA_PLUGIN", raising=False)
+    bundle = tmp_path / "micro-rtx"
+    result = invoke("package", "--size", "micro", "-r", "64", "--runtime", "tensorrt-rtx", "--compute-capability", "86",
+                    "--engines", "fp16,fp32", "--cuda-arch", "86", "--output", str(bundle), "--json")
+    assert result.exit_code == 0, result.output
+    manifest = verify_directory(bundle)  # every file there with its sha256, the engines included
+    (model,) = manifest["models"]
+    engines = model["engines"]
+    assert [e["precision"] for e in engines] == ["fp16", "fp32"]
+    for engine in engines:
+        assert engine["file"].endswith(f".{engine['precision']}.rtx.engine") and (bundle / engine["file"]).is_file()
+        assert engine["runtime"] == "tensorrt-rtx" and engine["compute_capabilities"] == ["86"]
+        assert engine["built_ahead_of_time"] is True and engine["plugin_layers"] == 19
+        assert engine["plugin_library"] == {"file": "lib/libtransnext_aa_plugin_dynamic.so",
+                                            "sha256": manifest["plugin"]["libraries"]["plugin_dynamic"]["sha256"]}
+        assert not (bundle / (engine["file"] + ".json")).exists()  # folded into the one manifest
+    with runtime.load(bundle) as predictor:
+        skipped = dict(line.split(": ", 1) for line in predictor.skipped)
+        problem = gpu_problem("tensorrt-rtx")
+        devices, _ = cuda_devices()
+        if problem is None and devices[0].sm == "86":
+            assert predictor.backend == "tensorrt-rtx"
+        else:  # no GPU, one TensorRT-RTX does not list (Hopper), or another one it lists
+            assert (problem or "built for sm_86") in skipped["tensorrt-rtx"], skipped
+            assert predictor.backend != "tensorrt-rtx"

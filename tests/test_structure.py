@@ -303,3 +303,4 @@ def test_moved_modules_keep_their_old_import_paths():
         assert not (PACKAGE_DIR / f"{old}.py").exists(), f"{old}.py is back at the top: drop its alias"
     from transnext_deploy.rewrite import fused_model  # noqa: F401 - README, "Export"
     from transnext_deploy.plugin_build import ensure_host_library  # noqa: F401 - README, "Install"
+

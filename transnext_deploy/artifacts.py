@@ -20,25 +20,52 @@ import numpy as np
 # ------------------------------------------------------------------------------------------ graphs
 
 INPUT_NAME = "images"  # every exported graph: (batch, 3, H, W) float32, ImageNet-normalised
-STANDARD_FILE = "model.onnx"  # standard ONNX ops only
-PLUGIN_FILE = "model.aa_plugin.onnx"  # custom nodes only: TensorRT 10.x with the plugin loaded
-FUNCTION_FILE = "model.aa_function.onnx"  # custom nodes backed by local functions
-GRAPH_FILES = (STANDARD_FILE, PLUGIN_FILE, FUNCTION_FILE)
+PRECISIONS = ("fp32", "fp16")  # of the graphs, and of the engines built from them (strongly typed)
+# The graphs of an artifact, by kind -> file stem; each in every precision (graph_file).
+GRAPHS = {
+    "standard": "model",  # standard ONNX ops only
+    "plugin": "model.aa_plugin",  # custom nodes only: TensorRT with the plugin loaded; onnxruntime with the host library
+    "function": "model.aa_function",  # custom nodes backed by one local function: any runtime inlines it
+}
+
+
+def graph_file(kind: str, precision: str = "fp32") -> str:
+    """("plugin", "fp16") -> model.aa_plugin.fp16.onnx; fp32 graphs keep the plain names (model.onnx)."""
+    return f"{GRAPHS[kind]}{'' if precision == 'fp32' else '.' + precision}.onnx"
+
+
+def graph_kind(name: str) -> str:
+    """model.aa_plugin.fp16.onnx -> plugin; model.fp16.onnx -> standard."""
+    return next((kind for kind, stem in GRAPHS.items() if kind != "standard" and name.startswith(stem + ".")),
+                "standard")
+
+
+def graph_precision(name: str) -> str:
+    """model.aa_plugin.fp16.onnx -> fp16; model.onnx -> fp32."""
+    return next((p for p in PRECISIONS if f".{p}." in name), "fp32")
+
+
+STANDARD_FILE = graph_file("standard")
+PLUGIN_FILE = graph_file("plugin")
+FUNCTION_FILE = graph_file("function")
+GRAPH_FILES = tuple(graph_file(kind, p) for p in PRECISIONS for kind in GRAPHS)
 VALIDATION_FILE = "validation.json"
 MANIFEST_FILE = "manifest.json"
 
 # ------------------------------------------------------------------------------------------ engines
 
-ENGINE_SOURCE = PLUGIN_FILE  # engines are built from the custom-op graph (every TensorRT 10.x)
+ENGINE_GRAPH = "plugin"  # engines are built from the custom-op graph: TensorRT inlines functions, never fusing them
 ENGINE_SUFFIX = ".engine"
 ENGINE_METADATA_SUFFIX = ".json"
 BATCH_PROFILE = (1, 8, 32)  # min / opt / max batch of engines and of the manifest's trtexec lines
-PRECISIONS = ("fp32", "fp16")  # of engines (and the graphs they are built from)
 
 
-def engine_file_name(onnx_name: str, precision: str) -> str:
-    """model.aa_plugin.onnx + fp16 -> model.aa_plugin.fp16.engine (the manifest's trtexec naming)."""
-    return f"{Path(onnx_name).stem}.{precision}{ENGINE_SUFFIX}"
+def engine_file_name(graph_name: str, runtime_tag: str = "") -> str:
+    """model.aa_plugin.fp16.onnx -> model.aa_plugin.fp16.engine; model.aa_plugin.onnx ->
+    model.aa_plugin.fp32.engine; a runtime tag goes before the suffix: model.aa_plugin.fp16.rtx.engine."""
+    precision = graph_precision(graph_name)
+    stem = Path(graph_name).name.removesuffix(".onnx").removesuffix(f".{precision}")
+    return f"{stem}.{precision}{'.' + runtime_tag if runtime_tag else ''}{ENGINE_SUFFIX}"
 
 
 def engine_metadata_name(engine_name: str) -> str:
@@ -111,24 +138,28 @@ EXPORT_STEPS = (
     "building the PyTorch model",
     "tracing to standard ONNX",
     "fusing aggregated attention",
-    "attaching local functions",
+    "attaching the local function",
+    "writing the fp16 graphs",  # only when fp16 is among the precisions
     "validating against PyTorch",
 )
 
 
-def engine_step(precision: str, source: str = ENGINE_SOURCE) -> str:
+def engine_step(precision: str, source: str, runtime: str = "tensorrt") -> str:
     """The progress step of building one engine."""
-    return f"building the {precision} TensorRT engine from {source}"
+    return f"building the {precision} {runtime} engine from {source}"
 
 
-def export_steps(engine_precisions: Sequence[str] = ()) -> tuple[str, ...]:
-    """Every progress step of exporting one resolution, engines (one per precision) included."""
-    return EXPORT_STEPS + tuple(engine_step(p) for p in engine_precisions)
+def export_steps(precisions: Sequence[str] = PRECISIONS, engine_precisions: Sequence[str] = ()) -> tuple[str, ...]:
+    """Every progress step of exporting one resolution in `precisions`, engines included."""
+    steps = tuple(s for s in EXPORT_STEPS if "fp16" not in s or "fp16" in precisions)
+    return steps + tuple(engine_step(p, graph_file(ENGINE_GRAPH, p)) for p in engine_precisions)
 
 
 __all__ = [
     "BATCH_PROFILE",
-    "ENGINE_SOURCE",
+    "ENGINE_GRAPH",
+    "GRAPHS",
+    "PRECISIONS",
     "EXPORT_STEPS",
     "FUNCTION_FILE",
     "GRAPH_FILES",
@@ -144,6 +175,9 @@ __all__ = [
     "engine_file_name",
     "engine_metadata_name",
     "engine_step",
+    "graph_file",
+    "graph_kind",
+    "graph_precision",
     "export_steps",
     "normalize_images",
 ]

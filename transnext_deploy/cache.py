@@ -1,7 +1,7 @@
 """The user cache: where it is, what each part holds, how big it is, and clearing parts of it.
 
-Downloads (official weights) live at its top; plugin builds, TensorRT timing caches and bench's
-work directory below it. At the bottom of the package: it imports only the names (artifacts.py) and the errors.
+Downloads (official weights) live at its top; plugin builds, TensorRT timing caches and TensorRT-RTX
+runtime caches, and bench's work directory below it. At the bottom of the package: it imports only the names (artifacts.py) and the errors.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def cache_dir() -> Path:
 CACHE_PARTS = {
     "weights": ("official weights from `download` / --checkpoint official", ""),
     "bench": ("bench's exported artifacts and polygraphy data (--work-dir default)", "bench"),
-    "tensorrt": ("TensorRT timing caches", "tensorrt"),
+    "tensorrt": ("TensorRT timing caches, TensorRT-RTX runtime caches", "tensorrt"),
     "plugins": ("libraries built by build-plugin outside a checkout", "plugins"),
 }
 WEIGHTS_PATTERNS = ("transnext_*.pth", "transnext_*.pth.*.part")  # downloads and their partial files

@@ -55,6 +55,25 @@ def _gpu() -> Probe:
     return Probe("cuda-gpu", True, "; ".join(str(d) for d in devices))
 
 
+def _runtimes() -> list[Probe]:
+    """TensorRT and TensorRT-RTX: installed or not, and what each builds for (engine.tensorrt)."""
+    from .engine.tensorrt import RUNTIMES, compute_capabilities, gpu_problem, module_problem
+
+    probes = []
+    for name, rt in RUNTIMES.items():
+        problem = module_problem(rt)
+        if problem:
+            probes.append(Probe(name, False, f"not available: {problem}"))
+            continue
+        version = importlib.import_module(rt.module).__version__
+        targets = (f"builds ahead of time for sm_{', sm_'.join(compute_capabilities(rt))}" if rt.ahead_of_time
+                   else "builds for the GPU it runs on")
+        runs = gpu_problem(rt)
+        probes.append(Probe(name, True, f"{version}: {targets}; " + (f"runs no engine here: {runs}" if runs else
+                                                                        "runs engines on this GPU")))
+    return probes
+
+
 def _onednn() -> Probe:
     """Whether the fast model's eager CPU projections can run through oneDNN (models.transnext.token_linear)."""
     try:
@@ -129,7 +148,7 @@ def collect() -> list[Probe]:
         _module_version("onnxruntime_extensions", "onnxruntime-extensions"),
         _module_version("onnx_graphsurgeon", "onnx-graphsurgeon"),
         _module_version("polygraphy"),
-        _module_version("tensorrt"),
+        *_runtimes(),
         _gpu(),
         _onednn(),
     ]

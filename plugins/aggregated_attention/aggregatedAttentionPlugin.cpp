@@ -20,6 +20,8 @@
 // not global (the Python wheels dlopen it RTLD_LOCAL), even with RTLD_NOW / LD_BIND_NOW: without
 // load-time registration the library then needs no TensorRT symbol at all.
 #pragma weak getLogger
+// getPluginRegistry() likewise: load-time registration happens only where it resolves (below).
+#pragma weak getPluginRegistry
 #endif
 
 using namespace nvinfer1;
@@ -669,26 +671,64 @@ IPluginV3* AggregatedAttentionPluginCreator::createPlugin(
 // ---------------------------------------------------------------------------------------- registration
 //
 // Two ways to make TensorRT see the creator:
-//  * load-time registration (REGISTER_TENSORRT_PLUGIN): any dlopen of the library registers it in
-//    the global registry -- trtexec --staticPlugins, polygraphy --plugins, ctypes.CDLL in Python.
+//  * load-time registration: any dlopen of libtransnext_aa_plugin.so registers it in the global
+//    registry -- trtexec --staticPlugins, polygraphy --plugins, ctypes.CDLL in Python once
+//    TensorRT's library is global;
 //  * getCreators(): the V3 entry point IPluginRegistry::loadLibrary calls -- trtexec
-//    --dynamicPlugins, --setPluginsToSerialize (version-compatible engines).
-// A library that does both is refused by loadLibrary ("already registered"), so CMake builds the
-// same source twice: libtransnext_aa_plugin.so with load-time registration and
+//    --dynamicPlugins, --setPluginsToSerialize (version-compatible engines), registry.load_library.
+// loadLibrary refuses a library whose creator is already registered ("exists already"), and then
+// unloads it; it also refuses a library that hands over no creator. So the load-time registration
+// is done by hand rather than with REGISTER_TENSORRT_PLUGIN: getPluginRegistry is a weak reference
+// (where TensorRT's symbols are not global, as in the Python wheels, nothing is registered when
+// loaded and the library still loads), and getCreators() withdraws the load-time registration
+// before it hands the creator to loadLibrary, which registers it again and keeps the library
+// loaded. Either library then loads through loadLibrary in any process. CMake builds the same
+// source twice: libtransnext_aa_plugin.so with load-time registration and
 // libtransnext_aa_plugin_dynamic.so without it (TRANSNEXT_AA_STATIC_REGISTRATION undefined).
 // loadLibrary (TensorRT 10, 11, TensorRT-RTX) also requires setLoggerFinder(): without it the
 // library is skipped ("SymbolAddress for setLoggerFinder could not be loaded") and nothing is
 // registered, so both libraries export it.
 
+namespace
+{
+
+transnext::aa::AggregatedAttentionPluginCreator& theCreator()
+{
+    static transnext::aa::AggregatedAttentionPluginCreator creator;
+    return creator;
+}
+
+//! The registry the creator was registered in when the library was loaded, or null.
+std::atomic<IPluginRegistry*> gRegisteredWhenLoaded{nullptr};
+
 #if defined(TRANSNEXT_AA_STATIC_REGISTRATION) && TRANSNEXT_AA_STATIC_REGISTRATION
-using TransNeXtAggregatedAttentionCreator = transnext::aa::AggregatedAttentionPluginCreator;
-REGISTER_TENSORRT_PLUGIN(TransNeXtAggregatedAttentionCreator);
+struct RegisterWhenLoaded
+{
+    RegisterWhenLoaded()
+    {
+        if (&::getPluginRegistry == nullptr)
+        {
+            return; // TensorRT's symbols are not global here: loadLibrary's getCreators() path registers it
+        }
+        IPluginRegistry* const registry = ::getPluginRegistry();
+        if (registry != nullptr && registry->registerCreator(theCreator(), ""))
+        {
+            gRegisteredWhenLoaded.store(registry);
+        }
+    }
+};
+RegisterWhenLoaded const gRegisterWhenLoaded;
 #endif
+
+} // namespace
 
 extern "C" TRANSNEXT_AA_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
 {
-    static transnext::aa::AggregatedAttentionPluginCreator creator;
-    static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator};
+    static nvinfer1::IPluginCreatorInterface* const creators[] = {&theCreator()};
+    if (IPluginRegistry* const registry = gRegisteredWhenLoaded.exchange(nullptr))
+    {
+        registry->deregisterCreator(theCreator()); // loadLibrary registers it now (see above)
+    }
     nbCreators = 1;
     return creators;
 }

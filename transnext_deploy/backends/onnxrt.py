@@ -115,9 +115,40 @@ def has_custom_nodes(model: onnx.ModelProto) -> bool:
                for n in model.graph.node)
 
 
+def _float16_custom_nodes(model: onnx.ModelProto) -> set[str]:
+    """Names of the custom nodes of an fp16 graph (their inputs are float16, as TensorRT's plugin takes them)."""
+    fp16 = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
+    fp16 |= {v.name for v in model.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16}
+    return {n.name for n in model.graph.node if n.op_type == OP_NAME and n.domain == OP_DOMAIN and n.input[0] in fp16}
+
+
+def _run_in_float32(model: onnx.ModelProto, nodes: set[str]) -> None:
+    """In the session's copy, each of `nodes` runs the float32 op between Casts. onnxruntime-extensions
+    cannot hand float16 to a Python op (its C++ side refuses that type), and the host library's fp16
+    path equals its fp32 path on fp16-rounded inputs, so the fp16 graph computes the same."""
+    rebuilt = []
+    for node in model.graph.node:
+        if node.name not in nodes:
+            rebuilt.append(node)
+            continue
+        inputs = []
+        for i, name in enumerate(node.input):
+            cast = f"{node.name}/input{i}_fp32"
+            rebuilt.append(onnx.helper.make_node("Cast", [name], [cast], name=f"{cast}/cast", to=onnx.TensorProto.FLOAT))
+            inputs.append(cast)
+        output, inner = node.output[0], f"{node.name}/output_fp32"
+        node.input[:] = inputs
+        node.output[0] = inner
+        rebuilt += [node, onnx.helper.make_node("Cast", [inner], [output], name=f"{inner}/cast",
+                                                to=onnx.TensorProto.FLOAT16)]
+    del model.graph.node[:]
+    model.graph.node.extend(rebuilt)
+
+
 def _to_contrib_domain(model: onnx.ModelProto, threads: int) -> onnx.ModelProto:
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
+    _run_in_float32(copy, _float16_custom_nodes(copy))
     for node in copy.graph.node:
         if node.op_type == OP_NAME and node.domain == OP_DOMAIN:
             node.domain = ORT_CONTRIB_DOMAIN

@@ -14,6 +14,7 @@ here, in one line, or None) and `open_backend(name, source)` loads it. The same 
     onnxruntime-cpu-custom  the custom-op graph on the CPU: aggregated attention in the plugin's host library
     onnxruntime-cuda        the standard graph on onnxruntime's CUDA provider
     tensorrt                a TensorRT engine of the custom-op graph with the plugin
+    tensorrt-rtx            a TensorRT-RTX engine of the custom-op graph with the plugin (built ahead of time)
 
 The torch backends need the PyTorch model, so only bench has them; a bundle carries graphs and
 engines, and `BUNDLE_BACKENDS` is the order in which `runtime.load` tries them. Nothing here
@@ -45,7 +46,8 @@ class BackendSpec:
 
     @property
     def engine(self) -> bool:
-        return self.name == "tensorrt"
+        """Runs an engine, whose runtime (engine.tensorrt.RUNTIMES) has the backend's name."""
+        return self.name in ("tensorrt", "tensorrt-rtx")
 
 
 BACKENDS: dict[str, BackendSpec] = {spec.name: spec for spec in (
@@ -58,10 +60,11 @@ BACKENDS: dict[str, BackendSpec] = {spec.name: spec for spec in (
                 "plugin's host library)", PLUGIN_FILE, "cpu"),
     BackendSpec("onnxruntime-cuda", "onnxruntime CUDA, standard ONNX ops", STANDARD_FILE, "cuda"),
     BackendSpec("tensorrt", "TensorRT engine of the custom-op graph with the plugin", PLUGIN_FILE, "cuda"),
+    BackendSpec("tensorrt-rtx", "TensorRT-RTX engine of the custom-op graph with the plugin", PLUGIN_FILE, "cuda"),
 )}
 TORCH_BACKENDS = tuple(name for name, spec in BACKENDS.items() if spec.graph is None)
 # What runtime.load tries for a bundle, best first: the engine, then the GPU, then the faster CPU graph.
-BUNDLE_BACKENDS = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu-custom", "onnxruntime-cpu")
+BUNDLE_BACKENDS = ("tensorrt", "tensorrt-rtx", "onnxruntime-cuda", "onnxruntime-cpu-custom", "onnxruntime-cpu")
 
 
 class BackendUnavailable(TransNeXtDeployError):
@@ -134,10 +137,10 @@ def problem(name: str, *, device: str = "cpu", threads: int | None = None,
         from .onnxrt import ort_cuda_problem
 
         return ort_cuda_problem()
-    from ..engine import tensorrt_status
+    from ..engine.tensorrt import gpu_problem, status
 
-    status = tensorrt_status(plugin_library, need_plugin=False)
-    return None if status.available else status.reason
+    found = status(name, plugin_library, need_plugin=False)
+    return gpu_problem(name) if found.available else found.reason
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -160,8 +163,9 @@ class Source(Protocol):
     def graph(self, file: str) -> Path:
         """The path of one of the artifact's graphs (STANDARD_FILE, PLUGIN_FILE...)."""
 
-    def engines(self, precision: str | None = None) -> Iterator[EngineCandidate | str]:
-        """The engines to try (of `precision`, or any), best first; a string is one passed over, and why."""
+    def engines(self, runtime: str, precision: str | None = None) -> Iterator[EngineCandidate | str]:
+        """The engines of `runtime` to try (of `precision`, or any), best first; a string is one
+        passed over, and why."""
 
     def model(self, attention: str):
         """The PyTorch model with this attention (torch backends)."""
@@ -192,13 +196,13 @@ def open_backend(name: str, source: Source, *, device: str = "cpu", threads: int
     from .trt import TensorRTBackend
 
     passed_over = []
-    for candidate in source.engines(precision):
+    for candidate in source.engines(name, precision):
         if isinstance(candidate, str):
             passed_over.append(candidate)
             continue
         try:
             backend = TensorRTBackend(candidate.path, candidate.plugin_library,
-                                      host_code_allowed=candidate.host_code_allowed)
+                                      host_code_allowed=candidate.host_code_allowed, runtime=name)
         except EngineError as exc:  # the facts matched but TensorRT refused it: the next engine
             passed_over.append(f"{candidate.path.name}: {one_line(exc)}")
             continue

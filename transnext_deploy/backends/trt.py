@@ -14,7 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine import EngineError, load_plugin, read_engine_metadata, require_tensorrt, trt_logger
+from ..cache import cache_dir
+from ..engine.build import read_engine_metadata
+from ..files import sha256sum
+from ..engine.tensorrt import DEFAULT_RUNTIME, EngineError, get_runtime, import_runtime, load_plugin, logger, require
 from .base import Backend, MemoryProbe, NoProbe, TorchCudaProbe
 
 
@@ -25,9 +28,10 @@ class TensorRTBackend(Backend):
     device = "cuda"
 
     def __init__(self, engine_path: str | os.PathLike, plugin_library: str | os.PathLike | None = None,
-                 host_code_allowed: bool = False):
+                 host_code_allowed: bool = False, runtime: str | None = None):
         """`host_code_allowed`: let TensorRT deserialize an engine that carries host code, as a
-        version-compatible engine does (its lean runtime, plugin libraries serialized into it)."""
+        version-compatible engine does (its lean runtime, plugin libraries serialized into it).
+        `runtime`: tensorrt or tensorrt-rtx (default: the one its metadata names, else tensorrt)."""
         self.path = Path(engine_path)
         self.graph = self.path.name
         if not self.path.is_file():
@@ -41,11 +45,12 @@ class TensorRTBackend(Backend):
                                      else None)
         if library and not Path(library).is_file():
             library = None  # metadata from another machine: fall back to the usual places
-        require_tensorrt(library, need_plugin=needs_plugin)
-        import tensorrt as trt
-
+        rt = get_runtime(runtime or self.metadata.get("runtime", DEFAULT_RUNTIME))
+        self.runtime = rt.name
+        require(rt, library, need_plugin=needs_plugin)
+        trt = import_runtime(rt)
         if needs_plugin:
-            load_plugin(library)
+            load_plugin(rt, library)
         self._trt = trt
         self._torch = None
         self._poly = None
@@ -57,12 +62,11 @@ class TensorRTBackend(Backend):
         except ImportError:
             pass
         data = self.path.read_bytes()
-        runtime = trt.Runtime(trt_logger())
+        runtime = trt.Runtime(logger(rt))
         runtime.engine_host_code_allowed = host_code_allowed
+        self._runtime_cache: tuple[object, Path] | None = None
         if self._torch is None:
-            from polygraphy.backend.trt import EngineFromBytes, TrtRunner
-
-            self._poly = TrtRunner(EngineFromBytes(data, runtime=runtime))
+            self._poly = _polygraphy_runner(rt, data, runtime)
             self._poly.activate()
             self.engine = self._poly.engine
             self.context = self._poly.context
@@ -70,13 +74,40 @@ class TensorRTBackend(Backend):
             self._runtime = runtime  # outlives the engine it deserialized
             self.engine = runtime.deserialize_cuda_engine(data)
             if self.engine is None:
-                raise EngineError(f"cannot deserialize {self.path.name}: built by another TensorRT version or GPU? "
-                                  f"(metadata: TensorRT {self.metadata.get('tensorrt_version')}, "
-                                  f"sm_{(self.metadata.get('gpu') or {}).get('sm')})")
-            self.context = self.engine.create_execution_context()
+                raise EngineError(f"cannot deserialize {self.path.name}: built by another {rt.name} version or GPU? "
+                                  f"(metadata: {rt.name} {self.metadata.get('runtime_version')}, compute capabilities "
+                                  f"{', '.join(self.metadata.get('compute_capabilities') or ['?'])})")
+            self.context = self._execution_context(rt)
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.output_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+
+    def _execution_context(self, rt):
+        """The execution context; TensorRT-RTX's with its runtime cache (the kernels it compiles for
+        this GPU on first use), read from and kept in the user cache, so a later load starts warm."""
+        if rt.name != "tensorrt-rtx" or not hasattr(self.engine, "create_runtime_config"):
+            return self.engine.create_execution_context()
+        config = self.engine.create_runtime_config()
+        cache = config.create_runtime_cache()
+        path = runtime_cache_path(self.metadata.get("engine_sha256") or sha256sum(self.path))
+        if path.is_file():
+            cache.deserialize(path.read_bytes())
+        config.set_runtime_cache(cache)
+        self._runtime_cache = (cache, path)
+        return self.engine.create_execution_context(config)
+
+    def _save_runtime_cache(self) -> None:
+        if self._runtime_cache is None:
+            return
+        cache, path = self._runtime_cache
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(bytes(memoryview(cache.serialize())))
+            os.replace(tmp, path)
+        except OSError:  # a cache that cannot be written only makes the next load slower
+            pass
+        self._runtime_cache = None
 
     @property
     def device_memory_bytes(self) -> int | None:
@@ -140,6 +171,8 @@ class TensorRTBackend(Backend):
         return NoProbe()
 
     def close(self) -> None:
+        if getattr(self, "_runtime_cache", None) is not None:
+            self._save_runtime_cache()
         if self._poly is not None:
             self._poly.deactivate()
             self._poly = None
@@ -147,4 +180,28 @@ class TensorRTBackend(Backend):
         self.engine = None
 
 
-__all__ = ["TensorRTBackend"]
+def runtime_cache_path(engine_sha256: str) -> Path:
+    """Where TensorRT-RTX's runtime cache of one engine is kept: the user cache's tensorrt part (`cache
+    --clear tensorrt`), by the engine's sha256."""
+    return cache_dir() / "tensorrt" / f"rtx_runtime_{engine_sha256[:16]}.cache"
+
+
+def _polygraphy_runner(rt, data: bytes, runtime):
+    """polygraphy's TrtRunner (numpy in and out) for a process without torch's CUDA. polygraphy serves
+    one runtime per process, chosen when its TensorRT backend is first imported."""
+    import sys as _sys
+
+    from polygraphy import config
+
+    wanted = rt.name == "tensorrt-rtx"
+    if config.USE_TENSORRT_RTX != wanted:
+        if "polygraphy.backend.trt" in _sys.modules:
+            raise EngineError(f"polygraphy already runs {'tensorrt-rtx' if config.USE_TENSORRT_RTX else 'tensorrt'} in "
+                              f"this process; {rt.name} engines need torch with CUDA here")
+        config.USE_TENSORRT_RTX = wanted
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    return TrtRunner(EngineFromBytes(data, runtime=runtime))
+
+
+__all__ = ["TensorRTBackend", "runtime_cache_path"]

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from ..artifacts import ENGINE_SOURCE, PRECISIONS, export_steps
+from ..artifacts import ENGINE_GRAPH, PRECISIONS, export_steps, graph_file
 from ..backends.base import Backend
 from ..backends.registry import (
     BACKENDS,
@@ -202,10 +202,11 @@ def backend_availability(backends: Sequence[str], device: str, explicit: set[str
             result[b] = ("skipped", ("opt-in on the CPU, where compiling one shape takes minutes; "
                                      "ask for it with --backend torch-compile"))
         elif BACKENDS[b].engine:  # bench builds its engines: the plugin library must be here too
-            from ..engine import tensorrt_status
+            from ..engine.tensorrt import gpu_problem, status
 
-            status = tensorrt_status(plugin_library)
-            result[b] = None if status.available else ("not available", status.reason)
+            found = status(b, plugin_library)
+            reason = gpu_problem(b) if found.available else found.reason
+            result[b] = ("not available", reason) if reason else None
         else:
             reason = problem(b, device=device, threads=threads)
             result[b] = ("not available", reason) if reason else None
@@ -233,16 +234,16 @@ class _ArtifactSource:
             return self.plain
         return self.fast if attention == "fast" else copy.deepcopy(self.fast).set_attention(attention)
 
-    def engines(self, precision: str | None = None) -> Iterator[EngineCandidate | str]:
-        """The engine of the custom-op graph at `precision`, built (or reused) for a batch profile
-        that covers every batch size."""
+    def engines(self, runtime: str, precision: str | None = None) -> Iterator[EngineCandidate | str]:
+        """The `runtime` engine of the custom-op graph at `precision`, built (or reused) for a batch
+        profile that covers every batch size."""
         from ..artifacts import BATCH_PROFILE
         from ..engine import build_engine
 
         biggest = max(self.batches)
         profile = BATCH_PROFILE if biggest <= BATCH_PROFILE[2] else (1, biggest, biggest)
-        built = build_engine(self.graph(ENGINE_SOURCE), precision or PRECISIONS[0], batch_profile=profile,
-                             plugin_library=self.plugin_library)
+        built = build_engine(self.graph(graph_file(ENGINE_GRAPH, precision or PRECISIONS[0])), runtime=runtime,
+                             batch_profile=profile, plugin_library=self.plugin_library)
         yield EngineCandidate(built.path, self.plugin_library, max_batch=profile[2],
                               description=("engine reused" if built.reused else
                                            f"engine built in {built.metadata['build_seconds']} s"))
@@ -364,7 +365,7 @@ def run_bench(options: BenchOptions, progress: Progress = no_progress) -> BenchR
     needs_artifacts = any(availability[b] is None and BACKENDS[b].graph is not None for b in backends)
     engines = plan_engines(plugin_library=options.plugin_library) if needs_artifacts else None
     n_res, n_batch = len(plan.resolutions), len(plan.batches)
-    export_units = n_res * len(export_steps(engines.precisions)) if engines is not None else 0
+    export_units = n_res * len(export_steps(PRECISIONS, engines.precisions)) if engines is not None else 0
     steps = _Steps(progress, export_units + n_res * n_batch * (1 + len(plan.cases)))
 
     previous_threads = torch.get_num_threads()

@@ -23,6 +23,7 @@ from ..artifacts import (
     PLUGIN_FILE,
     STANDARD_FILE,
     artifact_name,
+    graph_file,
     normalize_images,
 )
 from ..files import sha256sum
@@ -164,11 +165,11 @@ def polygraphy_commands(artifact: Path, inputs: Path, outputs: Path, batch: int,
     return {
         "onnxruntime-cpu": f"polygraphy run {q(STANDARD_FILE)} --onnxrt {data} {fp32}",
         "onnxruntime-cpu-function-form": f"polygraphy run {q(FUNCTION_FILE)} --onnxrt {data} {fp32}",
-        # polygraphy leaves TF32 off unless --tf32 is given, like the fp32 engines built here
-        "tensorrt fp32": f"polygraphy run {q(PLUGIN_FILE)} --trt --plugins \"${PLUGIN_ENV}\" {trt_shapes} {data} "
-                         f"{fp32}",
-        "tensorrt fp16": f"polygraphy run {q(PLUGIN_FILE)} --trt --fp16 --plugins \"${PLUGIN_ENV}\" {trt_shapes} "
-                         f"{data} {fp16}",
+        # strongly typed: the precision is the graph's; polygraphy leaves TF32 off unless --tf32 is given
+        "tensorrt fp32": f"polygraphy run {q(PLUGIN_FILE)} --trt --strongly-typed --plugins \"${PLUGIN_ENV}\" "
+                         f"{trt_shapes} {data} {fp32}",
+        "tensorrt fp16": f"polygraphy run {q(graph_file('plugin', 'fp16'))} --trt --strongly-typed --plugins "
+                         f"\"${PLUGIN_ENV}\" {trt_shapes} {data} {fp16}",
     }
 
 

@@ -34,7 +34,7 @@ from ..files import sha256sum
 from ..errors import TransNeXtDeployError, one_line
 
 FORMAT = "transnext-deploy bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: engines name their runtime and compute capabilities; graphs in fp32 and fp16
 LABELS_FILE = "labels.txt"
 MODELS_DIR = "models"
 LIB_DIR = "lib"

@@ -29,6 +29,7 @@ from ..artifacts import (
     MANIFEST_FILE,
     PLUGIN_DYNAMIC_LIBRARY,
     PLUGIN_FILE,
+    PLUGIN_LIBRARY,
     VALIDATION_FILE,
     engine_metadata_name,
 )
@@ -45,7 +46,7 @@ from .format import (
     model_dir,
     write_tarball,
 )
-from ..engine.compatibility import check_hardware_compatibility
+from ..engine.build import check_hardware_level
 from ..errors import TransNeXtDeployError, one_line
 from ..progress import Progress, no_progress
 from .images import preprocessing_spec
@@ -66,7 +67,9 @@ class PackageOptions:
     resolutions: Sequence[int | tuple[int, int]] = ()
     mode: str = "classify"
     checkpoint: str | None = None
-    engines: Sequence[str] | None = None  # None: fp16 and fp32 where TensorRT and a GPU are here; () none
+    engines: Sequence[str] | None = None  # None: fp16 and fp32 where the runtime can build them here; () none
+    runtime: str = "tensorrt"  # or "tensorrt-rtx", which builds ahead of time for compute_capabilities
+    compute_capabilities: Sequence[str] = ()  # tensorrt-rtx: the GPUs the engines are for (no GPU needed)
     cuda_archs: Sequence[str] | None = None  # for the TensorRT plugin library built with the engines
     version_compatible: bool = False
     hardware_compatibility: str = "none"
@@ -95,7 +98,7 @@ def read_labels(path: Path | None = None) -> list[str]:
 
 def _check(options: PackageOptions) -> Path:
     output = Path(options.output).expanduser()
-    check_hardware_compatibility(options.hardware_compatibility)
+    check_hardware_level(options.runtime, options.hardware_compatibility)
     if output.exists() and not is_tarball(output):
         if not output.is_dir():
             raise PackageError(f"{output} exists and is not a directory")
@@ -122,14 +125,16 @@ def _export_options(options: PackageOptions, directory: Path):
 
 def _engine_plan(options: PackageOptions) -> tuple[tuple[str, ...], str | None]:
     """(precisions to build, why none are built)."""
-    from ..engine import check_precisions, tensorrt_status
+    from ..engine import check_precisions
     from ..engine.compatibility import PRECISION_PREFERENCE
+    from ..engine.tensorrt import check_compute_capabilities, get_runtime, status
 
     if options.engines is not None and not options.engines:
         return (), "no engines asked for (--engines none)"
     wanted = PRECISION_PREFERENCE if options.engines is None else check_precisions(options.engines)
-    status = tensorrt_status(need_plugin=False)
-    reason = None if status.available else status.reason
+    ahead_of_time = bool(check_compute_capabilities(options.runtime, options.compute_capabilities))
+    found = status(options.runtime, need_plugin=False, need_gpu=not ahead_of_time)
+    reason = None if found.available else found.reason
     if reason is None and _existing_plugin(options) is None:
         from ..plugin.build import missing_for
 
@@ -139,16 +144,17 @@ def _engine_plan(options: PackageOptions) -> tuple[tuple[str, ...], str | None]:
     if reason is not None:
         if options.engines is not None:
             raise PackageError(f"cannot build the {', '.join(wanted)} engines asked for: {reason}")
-        return (), f"TensorRT engines skipped: {reason}; build them on the target GPU (README, Package)"
+        return (), (f"{get_runtime(options.runtime).title} engines skipped: {reason}; build them on the target GPU, "
+                    "or with tensorrt-rtx for named compute capabilities (README, Package)")
     return wanted, None
 
 
 def _existing_plugin(options: PackageOptions) -> Path | None:
-    """The plugin library already built here (build directory or $TRANSNEXT_AA_PLUGIN), unless
-    --cuda-arch asks for a build for given architectures."""
-    from ..engine import resolve_plugin_library
+    """The plugin library the runtime loads, already built here (build directory or
+    $TRANSNEXT_AA_PLUGIN), unless --cuda-arch asks for a build for given architectures."""
+    from ..engine.tensorrt import plugin_candidates
 
-    return None if options.cuda_archs else resolve_plugin_library()[0]
+    return None if options.cuda_archs else plugin_candidates(options.runtime)[0]
 
 
 def _copy_sources(root: Path) -> None:
@@ -183,10 +189,10 @@ def _plugin_libraries(root: Path, options: PackageOptions, work: Path) -> dict[s
 
     existing = _existing_plugin(options)
     if existing is not None:
-        libraries = {"plugin": _library_entry(existing, root)}
-        dynamic = existing.with_name(PLUGIN_DYNAMIC_LIBRARY)
-        if dynamic.is_file():
-            libraries["plugin_dynamic"] = _library_entry(dynamic, root)
+        libraries = {}
+        for kind, name in (("plugin", PLUGIN_LIBRARY), ("plugin_dynamic", PLUGIN_DYNAMIC_LIBRARY)):
+            if existing.with_name(name).is_file():
+                libraries[kind] = _library_entry(existing.with_name(name), root)
         return libraries
     try:
         result = build_plugin(targets=("plugin",), cuda_archs=normalize_cuda_archs(options.cuda_archs),
@@ -199,27 +205,30 @@ def _plugin_libraries(root: Path, options: PackageOptions, work: Path) -> dict[s
 def _engines(directory: Path, relative: str, precisions: Sequence[str], options: PackageOptions,
              plugins: dict[str, dict], root: Path, progress: Progress) -> list[dict]:
     from ..engine import build_engines_for_artifact, read_engine_metadata
+    from ..engine.tensorrt import get_runtime
 
-    library = root / plugins["plugin"]["file"]
+    kind = get_runtime(options.runtime).plugin_kind  # the library this runtime loads
+    library = root / plugins[kind]["file"]
     dynamic = root / plugins["plugin_dynamic"]["file"] if "plugin_dynamic" in plugins else None
-    paths = build_engines_for_artifact(directory, precisions, plugin_library=library, progress=progress,
-                                       version_compatible=options.version_compatible,
+    paths = build_engines_for_artifact(directory, precisions, runtime=options.runtime,
+                                       compute_capabilities=options.compute_capabilities, plugin_library=library,
+                                       progress=progress, version_compatible=options.version_compatible,
                                        hardware_compatibility=options.hardware_compatibility,
                                        serialize_plugin=dynamic if options.version_compatible else None)
     entries = []
     for path in paths:
         meta = read_engine_metadata(path)
         (path.parent / engine_metadata_name(path.name)).unlink()  # folded into the one manifest
-        gpu = meta["gpu"]
         entries.append({
             "file": f"{relative}/{path.name}", "precision": meta["precision"],
-            "tensorrt_version": meta["tensorrt_version"], "gpu": gpu["name"],
-            "compute_capability": gpu["compute_capability"], "sm": gpu["sm"],
+            "runtime": meta["runtime"], "runtime_version": meta["runtime_version"],
+            "compute_capabilities": meta["compute_capabilities"], "gpu": (meta.get("gpu") or {}).get("name"),
+            "built_ahead_of_time": meta["built_ahead_of_time"],
             "version_compatible": meta.get("version_compatible", False),
             "hardware_compatibility": meta.get("hardware_compatibility", "none"),
-            "plugin_library": {"file": plugins["plugin"]["file"], "sha256": plugins["plugin"]["sha256"]},
-            "serialized_plugin": meta.get("serialized_plugin"),
-            "batch_profile": meta["batch_profile"], "source_onnx": meta["source_onnx"], "tf32": meta["tf32"],
+            "plugin_library": {"file": plugins[kind]["file"], "sha256": plugins[kind]["sha256"]},
+            "serialized_plugin": meta.get("serialized_plugin"), "batch_profile": meta["batch_profile"],
+            "graph": meta["graph"], "layers": meta["layers"], "plugin_layers": meta["plugin_layers"],
         })
     return entries
 
@@ -231,7 +240,7 @@ def _model_entry(resolution: tuple[int, int], directory: Path, relative: str, ex
     h, w = resolution
     return {
         "name": f"{h}x{w}", "resolution": [h, w], "directory": relative,
-        "graphs": {name: f"{relative}/{name}" for name in GRAPH_FILES},
+        "graphs": {name: f"{relative}/{name}" for name in GRAPH_FILES if (directory / name).is_file()},
         "validation": {"file": f"{relative}/{VALIDATION_FILE}", "passed": validation["passed"],
                        "atol": validation["atol"], "rtol": validation["rtol"],
                        "max_abs": {g: v.get("max_abs") for g, v in validation["graphs"].items()},

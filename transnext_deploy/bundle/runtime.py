@@ -6,6 +6,8 @@ those on `device` (auto, cpu or cuda), or only the one asked for by name (`backe
     tensorrt                a TensorRT engine of the bundle, when TensorRT, a CUDA GPU and the
                             engine's facts in the manifest match (engine.compatibility: TensorRT
                             version, compute capability, compatibility flags, the plugin library's sha256)
+    tensorrt-rtx            a TensorRT-RTX engine of the bundle, likewise, on a GPU of a compute
+                            capability it was built for (its runtime cache kept in the user cache)
     onnxruntime-cuda        the standard graph on onnxruntime's CUDA provider
     onnxruntime-cpu-custom  the custom-op graph on the CPU, its aggregated attention in the plugin's
                             host library (the faster CPU graph), when that library is available here
@@ -36,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import PLUGIN_ENV, PLUGIN_LIBRARY
+from ..artifacts import PLUGIN_DYNAMIC_LIBRARY, PLUGIN_ENV, PLUGIN_LIBRARY
 
 from ..files import sha256sum
 from ..backends.base import Backend
@@ -82,38 +84,38 @@ class BundleSource:
         raise BackendUnavailable("a bundle carries graphs and engines, not the PyTorch model")
 
     def _plugin_libraries(self) -> dict[str, str]:
-        """{sha256: path} of the plugin libraries within reach: the bundle's, $TRANSNEXT_AA_PLUGIN, the
-        build directory."""
+        """{sha256: path} of the plugin libraries within reach: the bundle's, $TRANSNEXT_AA_PLUGIN's
+        directory, the build directory."""
         from ..plugin.locations import find_plugin_library
 
-        candidates = [self.opened.root / LIB_DIR / PLUGIN_LIBRARY]
+        candidates = [self.opened.root / LIB_DIR / name for name in (PLUGIN_LIBRARY, PLUGIN_DYNAMIC_LIBRARY)]
         if os.environ.get(PLUGIN_ENV):
-            candidates.append(Path(os.environ[PLUGIN_ENV]).expanduser())
-        found = find_plugin_library()
-        if found is not None:
-            candidates.append(found)
+            given = Path(os.environ[PLUGIN_ENV]).expanduser()
+            candidates += [given.with_name(PLUGIN_LIBRARY), given.with_name(PLUGIN_DYNAMIC_LIBRARY)]
+        candidates += [find_plugin_library(), find_plugin_library(dynamic=True)]
         libraries: dict[str, str] = {}
         for path in candidates:
-            if os.path.isfile(path):
+            if path is not None and os.path.isfile(path):
                 libraries.setdefault(sha256sum(path), str(path))
         return libraries
 
-    def engines(self, precision: str | None = None) -> Iterator[EngineCandidate | str]:
-        """The bundle's engines for this model (of `precision`, or all) that can run here, fp16 first;
-        the others with the reason."""
-        import tensorrt as trt
-
+    def engines(self, runtime: str, precision: str | None = None) -> Iterator[EngineCandidate | str]:
+        """The bundle's `runtime` engines for this model (of `precision`, or all) that can run here, fp16
+        first; the others with the reason."""
         from ..engine.compatibility import by_preference, engine_problem
+        from ..engine.tensorrt import import_runtime
         from ..machine import cuda_devices
 
-        entries = [e for e in self.model_entry.get("engines") or [] if precision in (None, e.get("precision"))]
+        entries = [e for e in self.model_entry.get("engines") or []
+                   if e.get("runtime", "tensorrt") == runtime and precision in (None, e.get("precision"))]
         if not entries:
-            yield f"the bundle has no TensorRT engine for {self.model_entry['name']}"
+            yield f"the bundle has no {runtime} engine for {self.model_entry['name']}"
             return
+        version = import_runtime(runtime).__version__
         device = cuda_devices()[0][0]
         libraries = self._plugin_libraries()
         for engine in by_preference(entries):
-            reason = engine_problem(engine, trt.__version__, device.compute_capability, libraries,
+            reason = engine_problem(engine, version, device.compute_capability, libraries,
                                     f"the bundle's {LIB_DIR}/, ${PLUGIN_ENV} or the build directory")
             if reason:
                 yield f"{engine['file']}: {reason}"
@@ -123,8 +125,8 @@ class BundleSource:
                 self.opened.path(engine["file"]), libraries.get(library),
                 host_code_allowed=bool(engine.get("version_compatible")),
                 max_batch=int(engine["batch_profile"]["max"]),
-                description=(f"{engine['file']} ({engine['precision']}, TensorRT {engine['tensorrt_version']}, "
-                             f"built on sm_{engine.get('sm')}) on {device}"))
+                description=(f"{engine['file']} ({engine['precision']}, {runtime} {engine['runtime_version']}, "
+                             f"built for sm_{', sm_'.join(engine['compute_capabilities'])}) on {device}"))
 
 
 # ------------------------------------------------------------------------------------------ predictor
@@ -310,8 +312,9 @@ def load(bundle: str | os.PathLike, device: str = "auto", *, backend: str | None
         for name in names:
             try:
                 reason = problem(name, threads=threads)
-                if reason and name == "tensorrt" and not model.get("engines"):  # say both: each needs a fix
-                    reason += f"; the bundle has no TensorRT engine for {model['name']}"
+                if reason and BACKENDS[name].engine and not any(e.get("runtime", "tensorrt") == name
+                                                               for e in model.get("engines") or []):
+                    reason += f"; the bundle has no {name} engine for {model['name']}"  # say both: each needs a fix
                 if reason:
                     raise BackendUnavailable(reason)
                 loaded = open_backend(name, source, threads=threads)

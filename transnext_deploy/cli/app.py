@@ -134,6 +134,16 @@ def split_values(values: list[str]) -> list[str]:
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
 
+def trailing_values(ctx: typer.Context, values: list[str] | None, option: str) -> list[str]:
+    """An option that takes several values after one flag (`--compute-capability 86 89 120`): the
+    first is the option's, the others arrive as the command's extra arguments (the command allows
+    them). Comma-separated and repeated forms work too. Any other extra argument is an error."""
+    extra = list(ctx.args)
+    if extra and not values:
+        raise UserError(f"unexpected argument {' '.join(extra)}")
+    return split_values([*(values or []), *extra])
+
+
 def whole_numbers(values: list[str], option: str) -> list[int]:
     try:
         return [int(v) for v in split_values(values)]
@@ -213,4 +223,4 @@ def main(
 
 
 __all__ = ["DEBUG_ENV", "StepProgress", "UserError", "app", "console", "escape", "note",
-           "one_line_errors", "output_console", "say", "split_values", "unwrap_paragraphs", "whole_numbers"]
+           "one_line_errors", "output_console", "say", "split_values", "trailing_values", "unwrap_paragraphs", "whole_numbers"]

@@ -37,23 +37,24 @@ def export_command(
              "(README, Export)."),
     rtol: Optional[float] = typer.Option(  # noqa: UP007
         None, "--rtol", help=f"Relative tolerance, see --atol. Default: {FP32_TOLERANCE.rtol:g}."),
+    precision: options.GraphPrecisions = None,
     threads: options.ValidationThreads = 2,
     json_output: Annotated[bool, options.json_flag("a summary of the artifacts")] = False,
 ) -> None:
     """Export TransNeXt to ONNX, fuse aggregated attention into custom nodes, validate against PyTorch.
 
-    Writes, per resolution, model.onnx (standard ops), model.aa_plugin.onnx (custom nodes for the
-    TensorRT plugin, TensorRT 10.3+), model.aa_function.onnx (custom nodes with standard-op local
-    functions, TensorRT 10.7+ / any runtime), validation.json and manifest.json. Exits non-zero,
-    leaving no partial directory, when an output element of a graph is further from PyTorch than
-    atol + rtol * |pytorch|; validation.json records both and the worst element. Without a
-    host library (an install with no compiler) the custom-op graph's CPU run is skipped, with the
-    reason in validation.json.
+    Writes, per resolution, model.onnx (standard ops), model.aa_plugin.onnx (custom nodes: TensorRT with
+    the plugin, onnxruntime with the host library), model.aa_function.onnx (the custom nodes backed by
+    one local function: any runtime inlines it), each also in fp16 (model.fp16.onnx...), then
+    validation.json and manifest.json. Exits non-zero, leaving no partial directory, when an output
+    element of a graph is further from PyTorch than atol + rtol * |pytorch| (fp16 graphs: their own
+    tolerance); validation.json records both and the worst element. Without a host library (an install
+    with no compiler) the custom-op graphs' CPU run is skipped, with the reason in validation.json.
 
     Where TensorRT, a CUDA GPU and the plugin library are present it also builds fp32 and fp16
-    engines of model.aa_plugin.onnx; otherwise it says why it skipped them.
+    engines of the custom-op graphs; otherwise it says why it skipped them.
     """
-    from ..artifacts import export_steps
+    from ..artifacts import PRECISIONS, export_steps, graph_precision
     from ..engine import plan_engines
     from ..export import ExportOptions, check_options, export, summary
     from ..models.config import MODE, POSITION_BIAS, check_fixed_pool_size
@@ -66,19 +67,24 @@ def export_command(
         position_bias=POSITION_BIAS.parse(position_bias, "--position-bias"),
         fixed_pool_size=check_fixed_pool_size(fixed_pool_size, "--fixed-pool-size"),
         atol=FP32_TOLERANCE.atol if atol is None else atol, rtol=FP32_TOLERANCE.rtol if rtol is None else rtol,
-        threads=threads))
+        threads=threads, precisions=split_values(precision) if precision else PRECISIONS))
     engines = plan_engines()
-    total = len(options.resolutions) * len(export_steps(engines.precisions))
+    total = len(options.resolutions) * len(export_steps(options.precisions, engines.precisions))
     with StepProgress(f"export transnext_{options.variant}", total) as progress:
         results = export(options, engines=engines, progress=progress.update)
     for r in results:
         for text in r.notes:
             note(text)
-        ran = [g for g in r.validation["graphs"].values() if g["passed"] is not None]
-        worst = max(g["max_abs"] for g in ran)
-        ratio = max(g["worst"]["ratio"] for g in ran)
-        say(f"{r.directory}: {r.blocks_fused} fused blocks, max-abs vs PyTorch {worst:.2e} "
-            f"({ratio:.2f}x of atol {options.atol:g} + rtol {options.rtol:g} * |b| at the worst element), "
+        checks = []
+        for precision in options.precisions:  # each precision against its own tolerance
+            ran = [g for name, g in r.validation["graphs"].items()
+                   if g["passed"] is not None and graph_precision(name) == precision]
+            if ran:
+                worst = max(ran, key=lambda g: g["worst"]["ratio"])
+                checks.append(f"{precision} max-abs {max(g['max_abs'] for g in ran):.2e} "
+                              f"({worst['worst']['ratio']:.2f}x of atol {worst['atol']:g} + rtol {worst['rtol']:g} * |b| "
+                              "at the worst element)")
+        say(f"{r.directory}: {r.blocks_fused} fused blocks, vs PyTorch: {'; '.join(checks)}, "
             f"{sum(r.files.values()) / 1e6:.1f} MB, {r.seconds:.0f} s", label="ok", style="green")
     if json_output:
         typer.echo(json.dumps(summary(results), indent=2))

@@ -16,6 +16,7 @@ import typer
 from ..artifacts import PLUGIN_DYNAMIC_LIBRARY, PLUGIN_ENV, PLUGIN_LIBRARY
 from ..backends.registry import BUNDLE_BACKENDS, DEVICES
 from ..engine.compatibility import HARDWARE_COMPATIBILITY
+from ..engine.tensorrt import RTX_COMPUTE_CAPABILITIES
 
 SIZE_HELP = "Variant: micro, tiny, small, base or micro_AAAA."
 RESOLUTION_HELP = "Input size, SIDE or HEIGHTxWIDTH; repeat or comma-separate for several."
@@ -50,6 +51,11 @@ FixedPoolSize = Annotated[Optional[int], typer.Option(  # noqa: UP007
          "weights (README, Linear inference mode). Every stage grid must be larger than N. Default: pool grids "
          "of (H // sr) x (W // sr).")]
 ValidationThreads = Annotated[int, typer.Option("--threads", help="onnxruntime threads used for validation.")]
+GraphPrecisions = Annotated[Optional[list[str]], typer.Option(  # noqa: UP007
+    "--precision", "-p", metavar="PRECISION",
+    help="The graphs to write: fp32 always, fp16 too unless only fp32 is named (fp16 compute, LayerNorm in fp32, "
+         "validated against PyTorch with its own tolerance; what fp16 TensorRT engines are built from). Repeat or "
+         "comma-separate. Default: fp32 and fp16.")]
 
 
 def json_flag(what: str) -> typer.models.OptionInfo:
@@ -57,6 +63,15 @@ def json_flag(what: str) -> typer.models.OptionInfo:
 
 
 # ------------------------------------------------------------------------------------------ engines
+
+Runtime = Annotated[str, typer.Option(
+    "--runtime", metavar="RUNTIME",
+    help="tensorrt (TensorRT 10.x/11.x: builds for the GPU it runs on) or tensorrt-rtx (TensorRT for RTX: builds "
+         "ahead of time, without a GPU, for --compute-capability).")]
+ComputeCapabilities = Annotated[Optional[list[str]], typer.Option(  # noqa: UP007
+    "--compute-capability", metavar="CC",
+    help=f"tensorrt-rtx: the compute capabilities to build for, any of {' '.join(RTX_COMPUTE_CAPABILITIES)}; several "
+         "after one flag (86 89 120), comma-separated or repeated. Default: the GPU here (none: an error).")]
 
 Plugin = Annotated[Optional[Path], typer.Option(  # noqa: UP007
     "--plugin", help=f"TensorRT plugin library ({PLUGIN_LIBRARY}). Default: ${PLUGIN_ENV}, else the build "
@@ -69,7 +84,8 @@ HardwareCompatibility = Annotated[str, typer.Option(
     "--hardware-compatibility", metavar="LEVEL",
     help=f"{' | '.join(HARDWARE_COMPATIBILITY)}. none: engines for this GPU's compute capability; ampere_plus: every "
          "GPU of compute capability 8.0 or later (not on Jetson); same_compute_capability (TensorRT >= 10.13): every "
-         "GPU of this one's compute capability. Wider reach, slower engines.")]
+         "GPU of this one's compute capability. Wider reach, slower engines. TensorRT only: tensorrt-rtx engines run "
+         "on the --compute-capability they are built for.")]
 CudaArchs = Annotated[Optional[list[str]], typer.Option(  # noqa: UP007
     "--cuda-arch", metavar="ARCH",
     help="CUDA architecture to compile the plugin for; repeat or comma-separate for several (75 80 86 87 89 90; "
@@ -101,6 +117,8 @@ def top(what: str) -> typer.models.OptionInfo:
 
 __all__ = [
     "Backend",
+    "ComputeCapabilities",
+    "Runtime",
     "Bundle",
     "RANDOM_WEIGHTS",
     "TRAINING_SIZE",
@@ -108,6 +126,7 @@ __all__ = [
     "CudaArchs",
     "Device",
     "FixedPoolSize",
+    "GraphPrecisions",
     "HardwareCompatibility",
     "Plugin",
     "RuntimeThreads",

@@ -9,10 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from . import options
-from .app import StepProgress, note, one_line_errors, say, split_values
+from .app import StepProgress, note, one_line_errors, say, split_values, trailing_values
 
 
 def package_command(
+    ctx: typer.Context,
     size: options.Size,
     output: Annotated[Path, typer.Option(
         "--output", "-o", help="The bundle: a directory, or a .tar.gz / .tgz file. Nothing is written there unless "
@@ -25,6 +26,8 @@ def package_command(
         None, "--engines",
         help="TensorRT engine precisions to build, comma-separated (fp16,fp32), or 'none'. Given, they are "
              "required. Default: fp16 and fp32 where TensorRT and a CUDA GPU are here, else none (said why)."),
+    runtime: options.Runtime = "tensorrt",
+    compute_capability: options.ComputeCapabilities = None,
     cuda_arch: options.CudaArchs = None,
     version_compatible: options.VersionCompatible = False,
     hardware_compatibility: options.HardwareCompatibility = "none",
@@ -67,6 +70,7 @@ def package_command(
     options = PackageOptions(
         variant=size, output=output, resolutions=[parse_resolution(r) for r in split_values(resolution or [])],
         mode=MODE.parse(mode, "--mode"), checkpoint=checkpoint, engines=precisions,
+        runtime=runtime, compute_capabilities=trailing_values(ctx, compute_capability, "--compute-capability"),
         cuda_archs=split_values(cuda_arch) if cuda_arch else None, version_compatible=version_compatible,
         hardware_compatibility=hardware_compatibility, fixed_pool_size=fixed_pool_size, threads=threads)
     with StepProgress(f"package transnext_{size}") as progress:
@@ -95,4 +99,5 @@ def package_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("package")(one_line_errors(package_command))
+    # extra arguments: the values after --compute-capability (`--compute-capability 86 89 120`)
+    app.command("package", context_settings={"allow_extra_args": True})(one_line_errors(package_command))

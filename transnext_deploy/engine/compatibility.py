@@ -43,28 +43,38 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def engine_problem(engine: dict, tensorrt_version: str, compute_capability: tuple[int, int],
+def engine_targets(engine: dict) -> list[str]:
+    """The compute capabilities an engine was built for ("86"...), from its metadata or manifest entry."""
+    if engine.get("compute_capabilities"):
+        return [str(cc) for cc in engine["compute_capabilities"]]
+    cc = str(engine.get("compute_capability") or (engine.get("gpu") or {}).get("compute_capability") or "")
+    return [cc.replace(".", "")] if cc else []
+
+
+def engine_problem(engine: dict, runtime_version: str, compute_capability: tuple[int, int],
                    plugin_sha256s: Iterable[str], plugins_looked_in: str = "the places searched") -> str | None:
     """Why the engine described by `engine` (its metadata, or a bundle manifest's entry) cannot run
-    with this TensorRT version, GPU compute capability and these plugin libraries (their sha256),
-    or None. `plugins_looked_in` names where the plugin libraries were looked for, for the message."""
-    built = str(engine.get("tensorrt_version"))
-    here, there = version_tuple(tensorrt_version), version_tuple(built)
+    with this version of its runtime, GPU compute capability and these plugin libraries (their
+    sha256), or None. `plugins_looked_in` names where the plugin libraries were looked for."""
+    runtime = engine.get("runtime", "tensorrt")
+    built = str(engine.get("runtime_version") or engine.get("tensorrt_version"))
+    here, there = version_tuple(runtime_version), version_tuple(built)
     if engine.get("version_compatible"):
         if not there or here[:1] != there[:1] or here < there:
-            return (f"TensorRT {tensorrt_version} here; the engine is version-compatible from TensorRT {built} "
-                    f"on, within major version {there[:1][0] if there else '?'}")
+            return (f"{runtime} {runtime_version} here; the engine is version-compatible from {runtime} {built} on, "
+                    f"within major version {there[:1][0] if there else '?'}")
     elif here[:3] != there[:3]:
-        return f"built by TensorRT {built}, this is TensorRT {tensorrt_version} (not a version-compatible engine)"
+        return f"built by {runtime} {built}, this is {runtime} {runtime_version} (not a version-compatible engine)"
     major, minor = compute_capability
-    cc = str(engine.get("compute_capability", ""))
+    targets = engine_targets(engine)
     level = engine.get("hardware_compatibility") or "none"
     if level == "ampere_plus":
         if major < 8:
             return (f"the engine needs an Ampere or later GPU (hardware compatibility ampere_plus), "
                     f"this is sm_{major}{minor}")
-    elif cc != f"{major}.{minor}":
-        return f"built for compute capability {cc}, this GPU is {major}.{minor} (hardware compatibility {level})"
+    elif f"{major}{minor}" not in targets:
+        return (f"built for sm_{', sm_'.join(targets) or '?'}, this GPU is sm_{major}{minor} "
+                f"(hardware compatibility {level})")
     library = engine.get("plugin_library")
     if library and library.get("sha256") not in set(plugin_sha256s):
         return (f"no plugin library with the sha256 the engine was built against ({library.get('sha256', '?')[:12]}…) "
@@ -73,4 +83,4 @@ def engine_problem(engine: dict, tensorrt_version: str, compute_capability: tupl
 
 
 __all__ = ["HARDWARE_COMPATIBILITY", "PRECISION_PREFERENCE", "by_preference", "check_hardware_compatibility",
-           "engine_problem", "version_tuple"]
+           "engine_problem", "engine_targets", "version_tuple"]

@@ -34,6 +34,7 @@ from ..artifacts import (
     VALIDATION_FILE,
     artifact_name,
     export_steps,
+    graph_file,
 )
 
 from ..files import publish_directory, sha256sum
@@ -55,7 +56,9 @@ from .options import (
     ExportOptions,
     check_options,
 )
-from .rewrite import function_form, fused_model
+from .functions import function_form
+from .precision import to_fp16
+from .rewrite import fused_model
 from .trace import check_model, export_standard, output_names, save
 from .validate import describe_failure, validate, validation_inputs
 
@@ -109,12 +112,12 @@ def export_resolution(options: ExportOptions, resolution: tuple[int, int],
                       progress: Progress = no_progress,
                       engines: EnginePlan = EnginePlan()) -> ArtifactResult:
     """Export, validate and publish one resolution (options as check_options returns them), then
-    build the planned engines. Reports exactly the steps of export_steps(engines.precisions), each
-    as `<H>x<W>: <step>` advancing by 1."""
+    build the planned engines. Reports exactly the steps of export_steps(options.precisions,
+    engines.precisions), each as `<H>x<W>: <step>` advancing by 1."""
     start = time.perf_counter()
     output_dir = Path(options.output_dir)
     final = output_dir / artifact_name(options.variant, options.mode, resolution, options.fixed_pool_size)
-    steps = iter(export_steps())
+    steps = iter(export_steps(options.precisions))
     label = f"{resolution[0]}x{resolution[1]}"
 
     def step(description: str) -> None:
@@ -136,13 +139,18 @@ def export_resolution(options: ExportOptions, resolution: tuple[int, int],
         fused, matches = fused_model(standard, expected=expected)
         check_model(fused, PLUGIN_FILE)
         save(fused, staging / PLUGIN_FILE)
-        step(next(steps))  # attaching local functions
-        with_functions = function_form(fused, matches, options.opset)
-        check_model(with_functions, FUNCTION_FILE)
-        save(with_functions, staging / FUNCTION_FILE)
-        del standard, fused, with_functions
+        step(next(steps))  # attaching the local function
+        graphs = {"standard": standard, "plugin": fused}
+        graphs["function"] = function_form(fused)
+        check_model(graphs["function"], FUNCTION_FILE)
+        save(graphs["function"], staging / FUNCTION_FILE)
+        if "fp16" in options.precisions:
+            step(next(steps))  # writing the fp16 graphs
+            _write_fp16_graphs(graphs, staging)
+        del standard, fused, graphs
         step(next(steps))  # validating against PyTorch
-        report = validate(model, {name: staging / name for name in GRAPH_FILES}, resolution,
+        written = [name for name in GRAPH_FILES if (staging / name).is_file()]
+        report = validate(model, {name: staging / name for name in written}, resolution,
                           Tolerance(options.atol, options.rtol), options.seed, options.threads)
         (staging / VALIDATION_FILE).write_text(json.dumps(report, indent=2))
         if not report["passed"]:
@@ -159,9 +167,10 @@ def export_resolution(options: ExportOptions, resolution: tuple[int, int],
     notes = [weights["note"]] if "note" in weights else []
     notes += [f"{name} not run on the CPU: {reason}" for name, reason in report["skipped"].items()]
     built: list[Path] = []
-    if engines.precisions:
+    precisions = [p for p in engines.precisions if p in options.precisions]  # an engine needs its graph
+    if precisions:
         try:
-            built = build_engines_for_artifact(final, engines.precisions,
+            built = build_engines_for_artifact(final, precisions,
                                                progress=lambda text, **_: step(text))
         except EngineError as exc:
             raise ExportError(f"{final.name}: the ONNX artifacts are valid, but the TensorRT engine build failed: "
@@ -173,11 +182,25 @@ def export_resolution(options: ExportOptions, resolution: tuple[int, int],
                           engines=[str(p) for p in built], notes=notes)
 
 
+def _write_fp16_graphs(graphs: dict, staging: Path) -> None:
+    """The fp16 graphs from the fp32 ones (export.precision): standard and custom-op graphs converted,
+    the function attached to the converted custom-op graph (its body follows its inputs' type)."""
+    standard = to_fp16(graphs["standard"])
+    check_model(standard, graph_file("standard", "fp16"))
+    save(standard, staging / graph_file("standard", "fp16"))
+    del standard
+    fused = to_fp16(graphs["plugin"])
+    for kind, proto in (("plugin", fused), ("function", function_form(fused))):
+        check_model(proto, graph_file(kind, "fp16"))
+        save(proto, staging / graph_file(kind, "fp16"))
+
+
 def export(options: ExportOptions, progress: Progress = no_progress, engines: EnginePlan | None = None
            ) -> list[ArtifactResult]:
     """Export every requested resolution; raises ExportError on the first failure. `engines`: the
     TensorRT engines to build per resolution (default: plan_engines(), every precision when TensorRT,
-    a GPU and the plugin are here); `progress` gets every step of export_steps(engines.precisions)."""
+    a GPU and the plugin are here); `progress` gets every step of export_steps(options.precisions,
+    engines.precisions)."""
     options = check_options(options)
     engines = plan_engines() if engines is None else engines
     created = _make_output_dir(Path(options.output_dir))

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..artifacts import PRECISIONS
 from ..compare import FP32_TOLERANCE, Tolerance
 from ..errors import InvalidArgumentError, TransNeXtDeployError
 from ..models import VARIANTS, resolve_variant
@@ -38,6 +39,7 @@ class ExportOptions:
     fixed_pool_size: int | None = None  # linear inference mode: every aggregated-attention stage pools to N x N
     atol: float = DEFAULT_ATOL
     rtol: float = DEFAULT_RTOL
+    precisions: Sequence[str] = PRECISIONS  # the graphs written: fp32 always, fp16 unless left out
     seed: int = 0
     threads: int = 2
 
@@ -63,6 +65,7 @@ def check_options(options: ExportOptions) -> ExportOptions:
         position_bias = POSITION_BIAS.parse(options.position_bias)
         fixed_pool_size = check_fixed_pool_size(options.fixed_pool_size)
         Tolerance(options.atol, options.rtol)
+        precisions = check_graph_precisions(options.precisions)
         if options.pretrain_size is not None:
             check_pretrain_size(options.pretrain_size)
     except InvalidArgumentError as exc:
@@ -78,7 +81,18 @@ def check_options(options: ExportOptions) -> ExportOptions:
         except InvalidArgumentError as exc:
             raise ExportError(f"unsupported resolution {h}x{w}: {exc}") from None
     check_output_dir(Path(options.output_dir))
-    return replace(options, variant=variant, mode=mode, position_bias=position_bias, resolutions=resolutions)
+    return replace(options, variant=variant, mode=mode, position_bias=position_bias, resolutions=resolutions,
+                   precisions=precisions)
+
+
+def check_graph_precisions(precisions) -> tuple[str, ...]:
+    """The precisions of the graphs to write, in PRECISIONS order: fp32 always (the fp16 graphs are
+    made from the fp32 ones, and fp32 is what every runtime takes), fp16 when asked for."""
+    wanted = {str(p).lower() for p in precisions}
+    unknown = sorted(wanted - set(PRECISIONS))
+    if unknown or "fp32" not in wanted:
+        raise InvalidArgumentError(f"graph precisions are fp32, with fp16 optional; got {', '.join(precisions) or 'none'}")
+    return tuple(p for p in PRECISIONS if p in wanted)
 
 
 def check_output_dir(output_dir: Path) -> None:
@@ -97,4 +111,4 @@ def check_output_dir(output_dir: Path) -> None:
 
 
 __all__ = ["DEFAULT_ATOL", "DEFAULT_OPSET", "DEFAULT_RTOL", "MIN_OPSET", "ArtifactResult", "ExportError",
-           "ExportOptions", "check_options", "check_output_dir"]
+           "ExportOptions", "check_graph_precisions", "check_options", "check_output_dir"]

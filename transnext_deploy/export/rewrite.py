@@ -17,15 +17,13 @@ Anything that does not fit -- another number of Linear inputs, a constant with n
 tensor of the region that is used outside it -- raises `UnrecognizedGraphError` naming the block
 and the reason, and the graph is left untouched: the pass plans every block before it edits any.
 
-`function_form` then attaches the standard-op decomposition as an ONNX local function (one
-overload per distinct set of attributes), for TensorRT >= 10.7 and for runtimes without the plugin.
+`export.functions.function_form` then attaches the standard-op decomposition as one ONNX local
+function, for runtimes without the plugin.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,7 +42,6 @@ from ..ops.contract import (
 
 MAX_REGION_NODES = 5000
 MAX_FORWARD_SEARCH = 2000
-FUNCTION_IR_VERSION = 10  # ONNX IR 10 brings function overloads
 
 
 class UnrecognizedGraphError(TransNeXtDeployError):
@@ -395,67 +392,3 @@ def fused_model(model: onnx.ModelProto, expected: int | None = None) -> tuple[on
         out.opset_import.append(onnx.helper.make_opsetid(OP_DOMAIN, 1))
     out.ir_version = model.ir_version
     return out, matches
-
-
-# ---------------------------------------------------------------------------------------------
-# local-function form
-
-
-def overload_name(attrs: dict[str, int], head_dim: int) -> str:
-    """Name of the local-function overload that serves one set of attributes."""
-    a = attrs
-    return (f"g{a['height']}x{a['width']}_p{a['pool_height']}x{a['pool_width']}_h{a['num_heads']}x{head_dim}"
-            f"_w{a['window_size']}")
-
-
-def decomposition_function(attrs: dict[str, int], head_dim: int, opset: int) -> onnx.FunctionProto:
-    """The op's standard-op body for one set of attributes, exported from `aggregated_attention_core`."""
-    import torch
-
-    from ..ops.aggregated_attention import aggregated_attention_core
-
-    a = attrs
-
-    class Core(torch.nn.Module):
-        def forward(self, *inputs):
-            return aggregated_attention_core(*inputs, **a)
-
-    # Batch 2 so the trace cannot specialise the batch; a positive temperature scale, as softplus gives.
-    example = tuple(torch.rand(shape) + 0.5 if name == "temperature_scale" else torch.randn(shape)
-                    for name, shape in input_shapes(2, head_dim, **a).items())
-    buffer = io.BytesIO()
-    dynamic = {name: {0: "batch"} for name in (*INPUT_NAMES[:3], "output")}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Core(), example, buffer, dynamo=False, opset_version=opset, input_names=list(INPUT_NAMES),
-                          output_names=["output"], dynamic_axes=dynamic)
-    graph = gs.import_onnx(onnx.load_from_string(buffer.getvalue()))
-    graph.fold_constants().cleanup().toposort()
-    body = gs.export_onnx(graph)
-    nodes = [onnx.helper.make_node("Constant", [], [init.name], value=init) for init in body.graph.initializer]
-    nodes += list(body.graph.node)
-    function = onnx.helper.make_function(
-        OP_DOMAIN, OP_NAME, [i.name for i in body.graph.input], [o.name for o in body.graph.output], nodes,
-        [onnx.helper.make_opsetid("", opset)],
-        attributes=[*a.keys(), PLUGIN_VERSION_ATTRIBUTE])
-    function.overload = overload_name(a, head_dim)
-    return function
-
-
-def function_form(fused: onnx.ModelProto, matches: list[AttentionMatch], opset: int) -> onnx.ModelProto:
-    """The fused graph with every custom node backed by its decomposition as a local function."""
-    model = onnx.ModelProto()
-    model.CopyFrom(fused)
-    by_name = {f"aggregated_attention_{m.index}": m for m in matches}
-    functions: dict[str, onnx.FunctionProto] = {}
-    for node in model.graph.node:
-        if node.op_type != OP_NAME or node.domain != OP_DOMAIN:
-            continue
-        m = by_name[node.name]
-        key = overload_name(m.attrs, m.head_dim)
-        if key not in functions:
-            functions[key] = decomposition_function(m.attrs, m.head_dim, opset)
-        node.overload = key
-    model.functions.extend(functions.values())
-    model.ir_version = max(model.ir_version, FUNCTION_IR_VERSION)
-    return model

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import PLUGIN_FILE, normalize_images
+from ..artifacts import PRECISIONS, graph_file, graph_precision, normalize_images
 from ..backends.onnxrt import OrtCpuBackend, host_library_problem
 from ..backends.pytorch import TorchBackend
-from ..compare import Tolerance, allclose_check, error_stats, top1_agreement
+from ..compare import FP16_TOLERANCE, Tolerance, allclose_check, error_stats, top1_agreement
 from ..models.transnext import TransNeXt
 from .trace import output_names
+
+CUSTOM_OP_GRAPHS = tuple(graph_file("plugin", p) for p in PRECISIONS)
 
 
 def validation_inputs(resolution: tuple[int, int], seed: int) -> dict[str, np.ndarray]:
@@ -44,19 +46,23 @@ def _sample_photo(resolution: tuple[int, int]) -> np.ndarray | None:
 
 
 def validate(model: TransNeXt, graphs: dict[str, Path], resolution: tuple[int, int], tolerance: Tolerance,
-             seed: int = 0, threads: int = 2) -> dict:
-    """Run every graph on every validation input against PyTorch; each output element must satisfy
-    |graph - pytorch| <= atol + rtol * |pytorch|. The custom-op graph is skipped, with the reason,
-    when the host library it runs on is not available."""
+             seed: int = 0, threads: int = 2, fp16_tolerance: Tolerance = FP16_TOLERANCE) -> dict:
+    """Run every graph on every validation input against PyTorch (float32); each output element
+    must satisfy |graph - pytorch| <= atol + rtol * |pytorch|, with `tolerance` for the fp32 graphs
+    and `fp16_tolerance` for the fp16 ones. The custom-op graphs are skipped, with the reason, when
+    the host library they run on is not available."""
     inputs = validation_inputs(resolution, seed)
     names = output_names(model)
     reference = TorchBackend(model)
     references = {label: reference(x) for label, x in inputs.items()}
+    tolerances = {"fp32": tolerance, "fp16": fp16_tolerance}
     report = {"atol": tolerance.atol, "rtol": tolerance.rtol, "fixed_pool_size": model.fixed_pool_size,
               "rule": "|graph - pytorch| <= atol + rtol * |pytorch|, element-wise, every output",
+              "tolerances": {p: {"atol": t.atol, "rtol": t.rtol} for p, t in tolerances.items()},
               "inputs": list(inputs), "graphs": {}, "skipped": {}}
     for graph_name, path in graphs.items():
-        if graph_name == PLUGIN_FILE:  # custom nodes without a function body: runs on the host library
+        tolerance = tolerances[graph_precision(graph_name)]
+        if graph_name in CUSTOM_OP_GRAPHS:  # custom nodes without a function body: runs on the host library
             problem = host_library_problem()
             if problem is not None:
                 report["graphs"][graph_name] = {"passed": None, "skipped": problem}
@@ -81,7 +87,7 @@ def validate(model: TransNeXt, graphs: dict[str, Path], resolution: tuple[int, i
                     worst = {"input": label, "output": name, **element}
             per_input[label] = entry
         report["graphs"][graph_name] = {"passed": worst["ratio"] <= 1.0, "max_abs": max_abs, "worst": worst,
-                                        "inputs": per_input}
+                                        "atol": tolerance.atol, "rtol": tolerance.rtol, "inputs": per_input}
     ran = [g for g in report["graphs"].values() if g["passed"] is not None]
     report["passed"] = bool(ran) and all(g["passed"] for g in ran)
     return report
@@ -92,7 +98,7 @@ def describe_failure(report: dict) -> str:
     name, graph = max(((n, g) for n, g in report["graphs"].items() if g["passed"] is False),
                       key=lambda kv: kv[1]["worst"]["ratio"])
     w = graph["worst"]
-    return (f"{name} differs from PyTorch beyond atol {report['atol']:g} + rtol {report['rtol']:g} * |b|: "
+    return (f"{name} differs from PyTorch beyond atol {graph['atol']:g} + rtol {graph['rtol']:g} * |b|: "
             f"{w['output']}{w['index']} on {w['input']}: |a-b| {w['abs_diff']:.3e} where |b| = {w['ref_abs']:.3e} "
             f"(allowed {w['allowed']:.3e}, {w['ratio']:.2f}x; max-abs {graph['max_abs']:.3e})")
 
