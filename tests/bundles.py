@@ -1,6 +1,6 @@
 """A tiny synthetic bundle (a 10-class ONNX graph over 8x8 images): no TransNeXt export needed, so
 the bundle and runtime tests run in seconds. The real bundle (micro at 224 and 384, against
-PyTorch) is tests/test_ship.py."""
+PyTorch) is tests/test_bundle_package.py."""
 
 from __future__ import annotations
 

@@ -10,6 +10,24 @@ from pathlib import Path
 import pytest
 
 
+# Fixtures that export or build a whole network, or start a server: a test that uses one is slow
+# (`pytest -m "not slow"` is the quick CPU subset; CI runs everything). Tests that are slow on
+# their own carry @pytest.mark.slow.
+SLOW_FIXTURES = {
+    "bench_setup",  # bench exports tiny and times every backend
+    "shipped", "packaged", "server",  # package micro at two resolutions; a Triton server
+    "artifact",  # the docs' blocks in an exported artifact
+    "micro_artifacts", "micro_fp16", "micro_standard", "micro224", "micro64",  # exports
+    "rtx_plugin", "plugin_libraries", "cuda_library", "driver", "check", "toolchain",  # CMake + nvcc builds
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @dataclass
 class LocalHub:
     """A loopback HTTP server laid out like the model hub (`<repo>/resolve/main/<file>`)."""

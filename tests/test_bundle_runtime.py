@@ -1,7 +1,7 @@
 """bundle/runtime.py: loading a bundle on the best backend this machine has (the real probes; each
 better backend that did not run says why), the predictor, and a process that only runs bundles
 importing neither torch nor the model code. On the tiny synthetic bundle of tests/bundles.py; the
-real bundle against PyTorch is tests/test_ship.py."""
+real bundle against PyTorch is tests/test_bundle_package.py."""
 
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def test_engine_without_metadata_for_the_installed_tensorrt_is_skipped_with_a_re
 
     status = tensorrt_status(need_plugin=False)
     if status.available:
-        pytest.skip("TensorRT and a GPU are here: the engine path is covered by tests/test_ship.py's bundle")
+        pytest.skip("TensorRT and a GPU are here: the engine path is covered by tests/test_bundle_package.py's bundle")
     manifest = json.loads((tiny_bundle / MANIFEST_FILE).read_text())
     manifest["models"][0]["engines"] = [ENGINE]
     (tiny_bundle / MANIFEST_FILE).write_text(json.dumps(manifest))

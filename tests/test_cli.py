@@ -153,6 +153,7 @@ def plugin_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("plugins")
 
 
+@pytest.mark.slow
 @needs_cmake
 def test_build_plugin_host_json(plugin_dir):
     result = invoke("build-plugin", "--target", "host", "--build-dir", str(plugin_dir), "--json")

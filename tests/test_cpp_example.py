@@ -5,7 +5,7 @@
   examples/cpp/tensor_io_check.cpp and run against files numpy writes, good and bad, and against a
   numpy softmax/top-K. The README's Python snippet runs and its output passes the reader.
 * With TensorRT headers ($TENSORRT_INCLUDE_DIR, os.pathsep-separated; skipped when unset), as the
-  plugin is checked in test_plugin_compile.py: classify.cpp compiles to an object file with
+  plugin is checked in test_plugin_build.py: classify.cpp compiles to an object file with
   -Wall -Wextra -Wpedantic -Wshadow -Werror against every directory listed, and that object links
   against a stand-in libnvinfer that defines only the three extern "C" entry points the program may
   use (so it needs no other libnvinfer symbol) plus the CUDA runtime and libdl. CMake builds the

@@ -92,6 +92,7 @@ def artifact(tmp_path_factory):
     return Path(result.directory)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", RUNNABLE, ids=[b.id for b in RUNNABLE])
 def test_block_runs(block, tmp_path, request):
     cwd = tmp_path / "work"

@@ -8,9 +8,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import onnx
-import onnx_graphsurgeon as gs
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -29,10 +27,9 @@ from transnext_deploy.files import sha256sum
 from transnext_deploy.backends.onnxrt import cpu_session
 from transnext_deploy.cli import app
 from transnext_deploy.engine import tensorrt_status
-from transnext_deploy.export import DEFAULT_ATOL, DEFAULT_RTOL, ExportError, ExportOptions, export, export_standard
+from transnext_deploy.export import DEFAULT_ATOL, DEFAULT_RTOL, ExportError, ExportOptions, export
 from transnext_deploy.ops.contract import INPUT_NAMES, OP_DOMAIN, OP_NAME
 from transnext_deploy.plugin.build import PluginBuildError
-from transnext_deploy.export.rewrite import UnrecognizedGraphError, fuse_aggregated_attention, fused_model
 from transnext_deploy.compare import FP16_TOLERANCE, error_stats
 
 from helpers import PROGRESS_LINE, error_line, perturbed_checkpoint
@@ -194,6 +191,7 @@ def test_manifest_command_lines_run_as_written_in_the_artifact_directory(micro_a
             assert (f"--staticPlugins={plugin}" in args) == (name == "trtexec_plugin"), (name, args)
 
 
+@pytest.mark.slow
 def test_backbone_mode_and_micro_aaaa_fuse_every_block(tmp_path):
     ckpt = perturbed_checkpoint(tmp_path / "aaaa.pth", "micro_AAAA")
     (r,) = export(ExportOptions("micro_AAAA", resolutions=[(128, 96)], checkpoint=str(ckpt), mode="backbone",
@@ -209,55 +207,13 @@ def test_backbone_mode_and_micro_aaaa_fuse_every_block(tmp_path):
         assert len(graph["worst"]["index"]) == 4  # (batch, channel, y, x) of that feature map
 
 
+@pytest.mark.slow
 def test_interpolated_position_bias_exports(tmp_path):
     ckpt = perturbed_checkpoint(tmp_path / "m.pth", "micro")
     (r,) = export(ExportOptions("micro", resolutions=[96], checkpoint=str(ckpt), position_bias="interpolate",
                                 output_dir=tmp_path / "out"))
     fp32 = [g for name, g in r.validation["graphs"].items() if graph_precision(name) == "fp32"]
     assert r.validation["passed"] and len(fp32) == 3 and max(g["max_abs"] for g in fp32) <= MAX_ABS_TOL
-
-
-# ---------------------------------------------------------------------------------------------
-# the rewrite refuses what it does not recognise, and changes nothing then
-
-
-@pytest.fixture(scope="module")
-def micro_standard():
-    model = create_model("micro", img_size=64).eval()
-    return onnx.shape_inference.infer_shapes(export_standard(model, (64, 64), 17), data_prop=True)
-
-
-def test_rewrite_refuses_a_core_tensor_used_outside(micro_standard):
-    graph = gs.import_onnx(micro_standard)
-    softmax = next(n for n in graph.nodes if n.op == "Softmax")
-    graph.outputs.append(softmax.outputs[0])  # expose a tensor from inside the first core
-    before = len(graph.nodes)
-    with pytest.raises(UnrecognizedGraphError, match=r"block 0 .*is also used by a graph output"):
-        fuse_aggregated_attention(graph)
-    assert len(graph.nodes) == before and not [n for n in graph.nodes if n.op == OP_NAME]
-
-
-def test_rewrite_refuses_a_missing_learnable_token_term(micro_standard):
-    graph = gs.import_onnx(micro_standard)
-    graph.toposort()
-    # drop the learnable-token MatMul of the last block: its core no longer has the published math
-    matmul = [n for n in graph.nodes if n.op == "MatMul" and isinstance(n.inputs[1], gs.Constant)
-              and n.inputs[1].values.ndim == 3][-1]
-    matmul.inputs[1] = gs.Constant("zeros_tokens", np.zeros_like(matmul.inputs[1].values)[:, :, :1])
-    with pytest.raises(UnrecognizedGraphError, match="block 18"):
-        fuse_aggregated_attention(graph)
-    assert not [n for n in graph.nodes if n.op == OP_NAME]
-
-
-def test_rewrite_checks_the_block_count(micro_standard):
-    with pytest.raises(UnrecognizedGraphError, match="found 19 aggregated-attention blocks, the model has 21"):
-        fused_model(micro_standard, expected=21)
-    a = gs.Variable("a", np.float32, [1, 4])
-    graph = gs.Graph(nodes=[gs.Node("Relu", inputs=[a], outputs=[gs.Variable("b", np.float32, [1, 4])])],
-                     inputs=[a])
-    graph.outputs = [graph.nodes[0].outputs[0]]
-    with pytest.raises(UnrecognizedGraphError, match="no aggregated-attention block found"):
-        fuse_aggregated_attention(graph)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,6 +229,7 @@ def _one_line_error(result):
     return error_line(result.stderr)
 
 
+@pytest.mark.slow
 def test_cli_export_json_summary(tmp_path):
     ckpt = perturbed_checkpoint(tmp_path / "t.pth", "tiny")
     result = runner.invoke(app, ["export", "--size", "tiny", "-r", "64", "-c", str(ckpt), "-o", str(tmp_path / "o"),
@@ -326,6 +283,7 @@ def test_cli_export_bad_checkpoints_and_output(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_failed_validation_leaves_nothing_half_written(tmp_path):
     ckpt = perturbed_checkpoint(tmp_path / "m.pth", "micro")
     with pytest.raises(ExportError, match=r"transnext_micro_classify_64x64: model\.\S+ differs from PyTorch beyond "
@@ -341,6 +299,7 @@ def test_failed_validation_leaves_nothing_half_written(tmp_path):
     assert [p.name for p in kept.iterdir()] == ["mine"]  # a directory the user had stays, with what it held
 
 
+@pytest.mark.slow
 def test_export_without_host_library_validates_the_other_graphs(tmp_path, monkeypatch):
     """An install with no prebuilt host library and no compiler: model.onnx and the function graph are
     still written and validated, the custom-op graph's CPU run is skipped with the reason."""

@@ -2,7 +2,7 @@
 with the prebuilt library and a wheel without it; when the host library is rebuilt; the build tools.
 
 These use fake layouts and a fake build (no compiler runs here); the real build is covered by
-test_plugin_compile.py and test_plugin_host.py, and the real install (wheel in a fresh venv, export
+test_plugin_build.py and test_ops_host.py, and the real install (wheel in a fresh venv, export
 and build-plugin from another directory) by .ci/check-install, which CI runs before the tests.
 """
 

@@ -7,7 +7,7 @@ Parity with the published implementation: where a mirror of DaiShiResearch/Trans
 timm stand-ins where timm is missing) and run with `fixed_pool_size=N` on our weights: the whole
 classifier on square inputs (the published classifier takes one square `img_size`), and one
 AggregatedAttention block on non-square grids. Without the mirror those tests skip with the reason;
-the per-pixel ground truth in test_model.py (written from the formulas) covers the mode everywhere.
+the per-pixel ground truth in test_models_transnext.py (written from the formulas) covers the mode everywhere.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def test_interpolated_bias_resizes_only_the_queries():
 @pytest.mark.parametrize("name,size,n", [("micro", (48, 80), 2), ("micro_AAAA", (96, 72), 2)])
 def test_meta_and_every_dtype(name, size, n):
     """Built on meta and moved through the dtypes (the constants follow); float32, float16 and bfloat16
-    on the CPU against float64, with the tolerances of test_model_devices.py."""
+    on the CPU against float64, with the tolerances of test_models_devices.py."""
     with torch.device("meta"):
         meta = create_model(name, backbone=True, fixed_pool_size=n).eval()
     for dtype in (torch.float16, torch.bfloat16, torch.float64):
@@ -270,6 +270,7 @@ def test_block_matches_the_published_block_on_non_square_grids(published, grid, 
 # export
 
 
+@pytest.mark.slow
 def test_export_fuses_every_block_with_the_fixed_pool_grid(tmp_path):
     ckpt = perturbed_checkpoint(tmp_path / "m.pth", "micro")
     # stage grids 16x24, 8x12, 4x6: N = 3 divides the widths but not the heights

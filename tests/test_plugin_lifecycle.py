@@ -57,6 +57,7 @@ def _run(cmd: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 @needs_headers
 def test_driver_compiles_warning_free_against_every_header_version(tmp_path):
     cxx = _tool(plugin_build.find_cxx_compiler)

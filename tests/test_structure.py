@@ -159,6 +159,7 @@ def test_each_stage_imports_only_the_stages_before_it():
     assert not [m for m in MODULES if _stage(m) != "cli" and any(_stage(t) == "cli" for t in _imports(m, MODULES[m]))]
 
 
+@pytest.mark.slow
 def test_every_module_imports_in_a_fresh_interpreter():
     """Each module first in its own process (forked after the third-party libraries are loaded, so it
     takes seconds): an import that only works after another module was imported fails here."""
@@ -304,3 +305,82 @@ def test_moved_modules_keep_their_old_import_paths():
     from transnext_deploy.rewrite import fused_model  # noqa: F401 - README, "Export"
     from transnext_deploy.plugin_build import ensure_host_library  # noqa: F401 - README, "Install"
 
+
+# ------------------------------------------------------------------------------------------ tests mirror the code
+
+# Where each module's behaviour is tested: its own test module (tests/test_<package>_<module>.py,
+# test_<module>.py at the top), or, named here, the module that tests it through its callers. A new
+# module fails this test until it is given a place.
+TESTED_IN = {
+    "transnext_deploy": "test_structure.py",  # the lazy model API and MOVED_MODULES
+    "transnext_deploy.artifacts": "test_engine_tensorrt.py",  # names; graph and engine file names
+    "transnext_deploy.backends": "test_bench_run.py",
+    "transnext_deploy.backends.base": "test_bench_run.py",
+    "transnext_deploy.backends.onnxrt": "test_bundle_runtime.py",
+    "transnext_deploy.backends.pytorch": "test_bench_run.py",
+    "transnext_deploy.backends.registry": "test_bench_run.py",
+    "transnext_deploy.backends.trt": "test_engine_build.py",  # and test_engine_gpu.py on a GPU
+    "transnext_deploy.bench.measure": "test_bench_run.py",
+    "transnext_deploy.bench.plot": "test_bench_run.py",
+    "transnext_deploy.bench.report": "test_bench_run.py",
+    "transnext_deploy.bench.work": "test_bench_run.py",
+    "transnext_deploy.cache": "test_cli.py",  # the `cache` command over it
+    "transnext_deploy.cli.about": "test_cli.py",
+    "transnext_deploy.cli.app": "test_cli_output.py",
+    "transnext_deploy.cli.bench": "test_bench_run.py",
+    "transnext_deploy.cli.engine": "test_engine_build.py",
+    "transnext_deploy.cli.export": "test_export.py",
+    "transnext_deploy.cli.options": "test_cli.py",
+    "transnext_deploy.cli.package": "test_bundle_package.py",
+    "transnext_deploy.cli.plugin": "test_plugin_build.py",
+    "transnext_deploy.cli.predict": "test_bundle_package.py",
+    "transnext_deploy.cli.serve": "test_serving_server.py",
+    "transnext_deploy.cli.weights": "test_models_checkpoint.py",
+    "transnext_deploy.engine": "test_engine_build.py",
+    "transnext_deploy.errors": "test_cli_output.py",
+    "transnext_deploy.export.manifest": "test_export.py",
+    "transnext_deploy.export.options": "test_export.py",
+    "transnext_deploy.export.trace": "test_export.py",
+    "transnext_deploy.export.validate": "test_export.py",
+    "transnext_deploy.files": "test_bundle_format.py",
+    "transnext_deploy.info": "test_cli.py",
+    "transnext_deploy.machine": "test_engine_tensorrt.py",
+    "transnext_deploy.memory": "test_bench_run.py",
+    "transnext_deploy.models": "test_models_transnext.py",
+    "transnext_deploy.models.config": "test_models_transnext.py",
+    "transnext_deploy.models.geometry": "test_models_transnext.py",
+    "transnext_deploy.models.position_bias": "test_models_transnext.py",
+    "transnext_deploy.ops": "test_ops_fused_op.py",
+    "transnext_deploy.ops.aggregated_attention": "test_ops_fused_op.py",
+    "transnext_deploy.ops.contract": "test_ops_host.py",  # the C headers against the Python contract
+    "transnext_deploy.plugin": "test_plugin_build.py",
+    "transnext_deploy.plugin.locations": "test_plugin_build.py",
+    "transnext_deploy.plugin.toolchain": "test_plugin_build.py",
+    "transnext_deploy.progress": "test_cli_output.py",
+    "transnext_deploy.resolution": "test_cli.py",
+    "transnext_deploy.serving": "test_serving_server.py",
+    "transnext_deploy.serving.config": "test_serving_server.py",
+    "transnext_deploy.serving.repository": "test_serving_server.py",
+    "transnext_deploy.serving.triton_model": "test_bundle_runtime.py",
+    "transnext_deploy.bench": "test_bench_run.py",
+    "transnext_deploy.bundle": "test_bundle_format.py",
+}
+
+
+def _own_test_module(module: str) -> str:
+    """transnext_deploy.export.rewrite -> test_export_rewrite.py; transnext_deploy.compare -> test_compare.py."""
+    return "test_" + "_".join(module.split(".")[1:]) + ".py"
+
+
+def test_every_module_has_a_test_module():
+    tests = Path(__file__).resolve().parent
+    placeless = []
+    for module in MODULES:
+        own = tests / _own_test_module(module)
+        if module in TESTED_IN:
+            assert (tests / TESTED_IN[module]).is_file(), (module, TESTED_IN[module])
+            assert not own.is_file(), f"{module} has {own.name}: drop it from TESTED_IN"
+        elif not own.is_file():
+            placeless.append(f"{module} (no {own.name})")
+    assert not placeless, "modules without tests: " + ", ".join(placeless)
+    assert not set(TESTED_IN) - set(MODULES), set(TESTED_IN) - set(MODULES)

@@ -1,7 +1,7 @@
 // The names, order and limits of the TransNeXt aggregated-attention op, in one place for C++.
 //
 // These constants must equal the Python ones in transnext_deploy/ops/aggregated_attention.py;
-// tests/test_plugin_host.py parses this file and compares. Keep every string constant on one
+// tests/test_ops_host.py parses this file and compares. Keep every string constant on one
 // line in the form `constexpr char kName[] = "value";` so that the test can read it.
 // The written contract is plugins/aggregated_attention/README.md.
 #pragma once

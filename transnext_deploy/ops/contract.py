@@ -4,7 +4,7 @@ One definition for every layer that names the op without running its math: the O
 exported manifests, TensorRT's plugin lookup, the onnxruntime custom op and the host-library
 binding. It imports nothing (no torch), so a process that only runs bundles can read it. The
 contract in words: `plugins/aggregated_attention/README.md`; the C++ plugin's copy:
-`aggregatedAttentionContract.h` (tests/test_plugin_host.py ties the two).
+`aggregatedAttentionContract.h` (tests/test_ops_host.py ties the two).
 """
 
 from __future__ import annotations

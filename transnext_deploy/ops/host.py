@@ -29,7 +29,7 @@ _MESSAGES = threading.local()  # a message buffer per calling thread
 
 # The library's return codes: TRANSNEXT_AA_ERR_<name> of aggregatedAttentionHost.h, the one
 # definition (the Status enum of aggregatedAttentionMath.h is tied to it by static_asserts in the
-# host and CUDA C APIs, and tests/test_plugin_host.py reads the header to tie this table to it).
+# host and CUDA C APIs, and tests/test_ops_host.py reads the header to tie this table to it).
 HOST_STATUS = {
     0: "OK",
     1: "NULL_POINTER",

@@ -106,6 +106,7 @@ def test_host_library_compiles_warning_free(tmp_path, opt, source):
 # ------------------------------------------------------------------------------ nvcc
 
 
+@pytest.mark.slow
 @needs_nvcc
 @pytest.mark.parametrize("arch", ARCHS)
 def test_kernel_compiles_for_arch(tmp_path, arch):
@@ -121,6 +122,7 @@ def test_kernel_compiles_for_arch(tmp_path, arch):
     assert all(f"for 'sm_{arch}'" in ln for ln in entries)
 
 
+@pytest.mark.slow
 @needs_nvcc
 @needs_cxx
 def test_cmake_builds_cuda_target(tmp_path):
@@ -150,6 +152,7 @@ def test_plugin_compiles_against_tensorrt_headers(tmp_path, static_registration)
         assert proc.returncode == 0, f"against {include}:\n{proc.stdout[-4000:]}"
 
 
+@pytest.mark.slow
 @needs_nvcc
 @needs_cxx
 @pytest.mark.skipif(not _tensorrt_include_dirs(), reason=NO_HEADERS)
@@ -229,6 +232,7 @@ def test_default_build_dir_honours_env(monkeypatch, tmp_path):
     assert plugin_build.find_host_library(tmp_path) is None
 
 
+@pytest.mark.slow
 def test_ensure_host_library_builds_once(monkeypatch, tmp_path):
     if _cxx() is None or shutil.which("cmake") is None:
         pytest.skip("needs cmake and a C++ compiler")

@@ -329,6 +329,7 @@ def test_factorized_cpb_table_equals_published_table(query, key, pretrain):
     assert torch.equal(fact.index(), index)
 
 
+@pytest.mark.slow
 def test_extrapolated_bias_equals_direct_evaluation_at_new_resolution():
     """A 224-trained classifier built for 384: CPB on the 96x96 grid, coordinates scaled by the 56 grid."""
     model = create_model("micro", img_size=384, pretrain_size=224).eval()

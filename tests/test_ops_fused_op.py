@@ -33,7 +33,7 @@ from transnext_deploy.plugin.build import PluginBuildError, build_plugin
 from transnext_deploy.compare import error_stats
 
 from helpers import perturb_
-from test_model import REL_TOL
+from test_models_transnext import REL_TOL
 
 # Relative error (max-abs / max|ref|) against the decomposition evaluated in float64 on the same inputs.
 FP32_TOL = 1e-5  # the host library matches PyTorch within 1e-5 (plugins/aggregated_attention/README.md)
