@@ -384,3 +384,45 @@ def test_every_module_has_a_test_module():
             placeless.append(f"{module} (no {own.name})")
     assert not placeless, "modules without tests: " + ", ".join(placeless)
     assert not set(TESTED_IN) - set(MODULES), set(TESTED_IN) - set(MODULES)
+
+
+# ------------------------------------------------------------------------------------------ sized to be read
+
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 80
+# Modules allowed past MAX_MODULE_LINES, each with its reason.
+LONG_MODULES = {
+    # the paper's modules, one file per model family as in timm: splitting it would scatter what a
+    # reader compares with the published code side by side
+    "transnext_deploy.models.transnext": 560,
+}
+
+
+def test_no_module_is_past_the_size_limit_without_a_reason():
+    long = {}
+    for module, path in MODULES.items():
+        lines = len(path.read_text().splitlines())
+        if lines > LONG_MODULES.get(module, MAX_MODULE_LINES):
+            long[module] = lines
+    assert not long, f"modules past {MAX_MODULE_LINES} lines (split them by concern): {long}"
+    assert set(LONG_MODULES) <= set(MODULES), set(LONG_MODULES) - set(MODULES)
+
+
+def _reason_above(lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """A comment on the line right above the function (or its first decorator)."""
+    first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+    return first >= 2 and lines[first - 2].strip().startswith("#")
+
+
+def test_a_function_past_the_size_limit_says_why_next_to_it():
+    long = []
+    for module, path in MODULES.items():
+        text = path.read_text()
+        lines = text.splitlines()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES and not _reason_above(lines, node):
+                    long.append(f"{module}.{node.name} ({length} lines)")
+    assert not long, (f"functions past {MAX_FUNCTION_LINES} lines with no comment above them saying why "
+                      f"(split them by concern, or write the reason): {', '.join(long)}")

@@ -12,6 +12,7 @@ from . import options
 from .app import StepProgress, note, one_line_errors, say, split_values, trailing_values
 
 
+# Long only by its option declarations; the body hands them to the library.
 def package_command(
     ctx: typer.Context,
     size: options.Size,

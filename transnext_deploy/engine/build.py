@@ -253,26 +253,12 @@ def build_engine(
     device, targets = _target(rt, compute_capabilities)
     engine_path = Path(engine_path) if engine_path is not None else engine_path_for(graph_path, rt.name)
     meta_path = metadata_path_for(engine_path)
-    metadata = {
-        "format": METADATA_FORMAT, "runtime": rt.name, "runtime_version": trt.__version__,
-        "precision": graph_precision(graph_path.name), "tf32": False,
-        "compute_capabilities": list(targets), "built_ahead_of_time": bool(compute_capabilities), "gpu": device,
-        "resolution": [h, w], "input": {"name": input_name, "shape": ["batch", 3, h, w]},
-        "batch_profile": {"min": lo, "opt": opt, "max": hi},
-        "graph": {"file": graph_path.name, "sha256": sha256sum(graph_path)},
-        "plugin_library": ({"file": library.name, "path": str(library), "sha256": sha256sum(library)}
-                           if library else None),
-        "version_compatible": version_compatible, "hardware_compatibility": hardware_compatibility,
-        "serialized_plugin": ({"file": Path(serialize_plugin).name, "sha256": sha256sum(serialize_plugin)}
-                              if serialize_plugin else None),
-    }
-    if not rebuild and engine_path.is_file() and meta_path.is_file():
-        try:
-            old = json.loads(meta_path.read_text())
-        except (OSError, ValueError):
-            old = {}
-        if _metadata_key(old) == _metadata_key(metadata) and old.get("engine_sha256") == sha256sum(engine_path):
-            return EngineBuild(engine_path, old, True)
+    metadata = _planned_metadata(rt, trt, graph_path, library, input_name, (h, w), (lo, opt, hi), device, targets,
+                                 bool(compute_capabilities), version_compatible, hardware_compatibility,
+                                 serialize_plugin)
+    reused = None if rebuild else _reusable(engine_path, meta_path, metadata)
+    if reused is not None:
+        return EngineBuild(engine_path, reused, True)
 
     if library is not None:
         load_plugin(rt, library)
@@ -286,22 +272,61 @@ def build_engine(
     if serialized is None:
         detail = " | ".join(one_line(e) for e in log.errors) or "see the log above"
         raise EngineError(f"{rt.name} could not build an engine from {graph_path.name}: {detail}")
+    if cache is not None:
+        metadata["timing_cache"] = _save_timing_cache(config, cache)
+    metadata["build_seconds"] = round(time.perf_counter() - start, 1)
+    _write_engine(engine_path, meta_path, serialized, metadata, workspace_mib)
+    return EngineBuild(engine_path, metadata, False)
+
+
+def _planned_metadata(rt, trt, graph_path: Path, library: Path | None, input_name: str, size: tuple[int, int],
+                      profile: tuple[int, int, int], device, targets, ahead_of_time: bool, version_compatible: bool,
+                      hardware_compatibility: str, serialize_plugin) -> dict:
+    """What the engine will be, known before building it: the key an existing engine is reused by."""
+    (h, w), (lo, opt, hi) = size, profile
+    return {
+        "format": METADATA_FORMAT, "runtime": rt.name, "runtime_version": trt.__version__,
+        "precision": graph_precision(graph_path.name), "tf32": False,
+        "compute_capabilities": list(targets), "built_ahead_of_time": ahead_of_time, "gpu": device,
+        "resolution": [h, w], "input": {"name": input_name, "shape": ["batch", 3, h, w]},
+        "batch_profile": {"min": lo, "opt": opt, "max": hi},
+        "graph": {"file": graph_path.name, "sha256": sha256sum(graph_path)},
+        "plugin_library": ({"file": library.name, "path": str(library), "sha256": sha256sum(library)}
+                           if library else None),
+        "version_compatible": version_compatible, "hardware_compatibility": hardware_compatibility,
+        "serialized_plugin": ({"file": Path(serialize_plugin).name, "sha256": sha256sum(serialize_plugin)}
+                              if serialize_plugin else None),
+    }
+
+
+def _reusable(engine_path: Path, meta_path: Path, metadata: dict) -> dict | None:
+    """The metadata of an engine already built from the same inputs, unchanged since; else None."""
+    if not (engine_path.is_file() and meta_path.is_file()):
+        return None
+    try:
+        old = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if _metadata_key(old) == _metadata_key(metadata) and old.get("engine_sha256") == sha256sum(engine_path):
+        return old
+    return None
+
+
+def _write_engine(engine_path: Path, meta_path: Path, serialized, metadata: dict, workspace_mib: int) -> None:
+    """The engine through a temporary file (never half-written under its name), then its metadata."""
+    from .. import __version__
+
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = engine_path.with_name(f".{engine_path.name}.tmp")
     tmp.write_bytes(bytes(memoryview(serialized)))
     os.replace(tmp, engine_path)
-    if cache is not None:
-        metadata["timing_cache"] = _save_timing_cache(config, cache)
-    from .. import __version__
-
     metadata.update({
         "engine_file": engine_path.name, "engine_bytes": engine_path.stat().st_size,
-        "engine_sha256": sha256sum(engine_path), "build_seconds": round(time.perf_counter() - start, 1),
-        "workspace_mib": workspace_mib, "built_by": f"transnext-deploy {__version__}", "host": platform.node(),
+        "engine_sha256": sha256sum(engine_path), "workspace_mib": workspace_mib,
+        "built_by": f"transnext-deploy {__version__}", "host": platform.node(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
     meta_path.write_text(json.dumps(metadata, indent=2))
-    return EngineBuild(engine_path, metadata, False)
 
 
 def _config(trt, rt, builder, input_name: str, profile: tuple[int, int, int], size: tuple[int, int],

@@ -96,6 +96,9 @@ class _Body:
         return self.op("Div", x, self.op("Max", norm, eps, name=f"{name}_clamp"), name=name)
 
 
+# Long on purpose: one body in the order of the formula (aggregated_attention_core), section by
+# section, so the two can be read side by side; split into functions, each section would pass on
+# a dozen tensor names (sizes, window index, masks, scaled queries) for the next one to take back.
 def aggregated_attention_function(opset: int = 17) -> onnx.FunctionProto:
     """The op's standard-op decomposition as one local function, right for every attribute set."""
     if opset < MIN_OPSET:

@@ -140,6 +140,13 @@ class _Converter:
         self.opsets.setdefault("ai.onnx", self.opsets.get("", 1))
         self.schemas: dict = {}
         self.names: set[str] = set()
+        # per run: element types, (tensor, type) -> that tensor's name in that type, the source's
+        # value_info by name, value_info owed to new tensors, the rewritten nodes
+        self.types: dict[str, int] = {}
+        self.converted: dict[tuple[str, int], str] = {}
+        self.source_info: dict[str, onnx.ValueInfoProto] = {}
+        self.new_info: dict[str, tuple[onnx.ValueInfoProto, int]] = {}
+        self.nodes_out: list[onnx.NodeProto] = []
         self.counts = dict.fromkeys(("nodes_fp16", "nodes_fp32", "casts", "initializers_fp16", "initializers_fp32",
                                      "initializers_both", "clamped", "kept_nonzero"), 0)
 
@@ -212,8 +219,8 @@ class _Converter:
         graph = onnx.GraphProto()
         graph.CopyFrom(self.source.graph)
         _constants_to_initializers(graph)
-        types = self.elem_types(graph)
-        source_info = {vi.name: vi for vi in (*graph.value_info, *graph.input, *graph.output)}
+        self.types = self.elem_types(graph)
+        self.source_info = {vi.name: vi for vi in (*graph.value_info, *graph.input, *graph.output)}
         const = self.constant_tensors(graph)
         self.names = {n for node in graph.node for n in (*node.input, *node.output)}
         self.names |= {i.name for i in graph.initializer} | {i.name for i in graph.input}
@@ -223,86 +230,94 @@ class _Converter:
         nodes_in = list(graph.node)
         precision = [self.precision(n, const) for n in nodes_in]
         slots = [self.typed_slots(n) for n in nodes_in]
-        converted: dict[tuple[str, int], str] = {}  # (tensor, type) -> name of that tensor in that type
-        self.convert_initializers(graph, nodes_in, precision, slots, types, converted)
+        self.convert_initializers(graph, nodes_in, precision, slots)
+        for k, node in enumerate(nodes_in):
+            self.retype(node, precision[k], slots[k])
+        self.float32_outputs(graph)
+        del graph.node[:]
+        graph.node.extend(self.nodes_out)
+        _drop_unused_initializers(graph)
+        self.typed_value_info(graph)
+        self.check_custom_inputs(graph)
 
-        nodes_out: list[onnx.NodeProto] = []
-        new_info: dict[str, tuple[onnx.ValueInfoProto, int]] = {}
+        result = onnx.ModelProto()
+        result.CopyFrom(self.source)
+        result.graph.CopyFrom(graph)
+        if report is not None:
+            report.update(self.counts, keep_fp32=sorted(self.keep))
+        return result
 
-        def cast(name: str, to: int) -> str:
-            if (name, to) not in converted:  # one Cast per tensor and type, placed before its first consumer
-                out = self.fresh(f"{name}_{_SUFFIX[to]}")
-                nodes_out.append(helper.make_node("Cast", [name], [out], name=self.fresh(f"{name}/cast_{_SUFFIX[to]}"),
-                                                  to=to))
-                self.counts["casts"] += 1
-                converted[(name, to)] = out
-                types[out] = to
-                if name in source_info:
-                    new_info[out] = (source_info[name], to)
-            return converted[(name, to)]
+    def cast(self, name: str, to: int) -> str:
+        """`name` in type `to`: one Cast per tensor and type, placed before its first consumer."""
+        if (name, to) not in self.converted:
+            out = self.fresh(f"{name}_{_SUFFIX[to]}")
+            self.nodes_out.append(helper.make_node("Cast", [name], [out], name=self.fresh(f"{name}/cast_{_SUFFIX[to]}"),
+                                                   to=to))
+            self.counts["casts"] += 1
+            self.converted[(name, to)] = out
+            self.types[out] = to
+            if name in self.source_info:
+                self.new_info[out] = (self.source_info[name], to)
+        return self.converted[(name, to)]
 
-        for k, source_node in enumerate(nodes_in):
-            node = onnx.NodeProto()
-            node.CopyFrom(source_node)
-            p = precision[k]
-            typed_in, typed_out = slots[k]
-            has_float_input = False
-            for i, (name, typed) in enumerate(zip(node.input, typed_in)):
-                if name and typed and types.get(name) in _FLOATS:
-                    has_float_input = True
-                    if types[name] != p:
-                        node.input[i] = cast(name, p)
-            if node.op_type == "Cast" and (node.domain or "") in _STANDARD_DOMAINS:
-                to = next(a for a in node.attribute if a.name == "to")
-                if to.i == FLOAT and types.get(node.input[0]) in _FLOATS:
-                    to.i = types[node.input[0]]  # a float -> float32 Cast of the source stays an identity
-                types[node.output[0]] = to.i
-            else:
-                for name, typed in zip(node.output, typed_out):
-                    # an output without a known type (a custom op's, without value_info) follows its inputs
-                    if name and typed and types.get(name, FLOAT if has_float_input else None) in _FLOATS:
-                        types[name] = p
-            if node.op_type == "LayerNormalization" and p == FLOAT16:
-                _set_int_attribute(node, "stash_type", FLOAT)  # statistics in float32
-            if has_float_input:
-                self.counts["nodes_fp16" if p == FLOAT16 else "nodes_fp32"] += 1
-            nodes_out.append(node)
+    def retype(self, source_node: onnx.NodeProto, p: int, slots: tuple[list[bool], list[bool]]) -> None:
+        """A copy of the node computing in type `p`, its typed inputs cast to `p` where they are not."""
+        types = self.types
+        node = onnx.NodeProto()
+        node.CopyFrom(source_node)
+        typed_in, typed_out = slots
+        has_float_input = False
+        for i, (name, typed) in enumerate(zip(node.input, typed_in)):
+            if name and typed and types.get(name) in _FLOATS:
+                has_float_input = True
+                if types[name] != p:
+                    node.input[i] = self.cast(name, p)
+        if node.op_type == "Cast" and (node.domain or "") in _STANDARD_DOMAINS:
+            to = next(a for a in node.attribute if a.name == "to")
+            if to.i == FLOAT and types.get(node.input[0]) in _FLOATS:
+                to.i = types[node.input[0]]  # a float -> float32 Cast of the source stays an identity
+            types[node.output[0]] = to.i
+        else:
+            for name, typed in zip(node.output, typed_out):
+                # an output without a known type (a custom op's, without value_info) follows its inputs
+                if name and typed and types.get(name, FLOAT if has_float_input else None) in _FLOATS:
+                    types[name] = p
+        if node.op_type == "LayerNormalization" and p == FLOAT16:
+            _set_int_attribute(node, "stash_type", FLOAT)  # statistics in float32
+        if has_float_input:
+            self.counts["nodes_fp16" if p == FLOAT16 else "nodes_fp32"] += 1
+        self.nodes_out.append(node)
 
-        # Graph outputs stay float32: the producer writes <name>_fp16, a final Cast writes <name>.
+    def float32_outputs(self, graph: onnx.GraphProto) -> None:
+        """Graph outputs stay float32: the producer writes <name>_fp16, a final Cast writes <name>."""
         for out in graph.output:
-            if types.get(out.name) != FLOAT16:
+            if self.types.get(out.name) != FLOAT16:
                 continue
             inner = self.fresh(f"{out.name}_fp16")
-            for node in nodes_out:
+            for node in self.nodes_out:
                 for field in (node.input, node.output):
                     for i, n in enumerate(field):
                         if n == out.name:
                             field[i] = inner
-            types[inner], types[out.name] = FLOAT16, FLOAT
-            if out.name in source_info:
-                new_info[inner] = (source_info[out.name], FLOAT16)
-            nodes_out.append(helper.make_node("Cast", [inner], [out.name], name=self.fresh(f"{out.name}/cast_fp32"),
-                                              to=FLOAT))
+            self.types[inner], self.types[out.name] = FLOAT16, FLOAT
+            if out.name in self.source_info:
+                self.new_info[inner] = (self.source_info[out.name], FLOAT16)
+            self.nodes_out.append(helper.make_node("Cast", [inner], [out.name], name=self.fresh(f"{out.name}/cast_fp32"),
+                                                   to=FLOAT))
             self.counts["casts"] += 1
-        del graph.node[:]
-        graph.node.extend(nodes_out)
 
-        used = {n for node in graph.node for n in node.input} | {o.name for o in graph.output}
-        kept = [i for i in graph.initializer if i.name in used]
-        del graph.initializer[:]
-        graph.initializer.extend(kept)
-
-        # value_info: the source's shapes with the new element types. Strict inference with
-        # check_type=True then checks every tensor against them -- the custom nodes' outputs
-        # included, which inference cannot derive.
+    def typed_value_info(self, graph: onnx.GraphProto) -> None:
+        """value_info: the source's shapes with the new element types. Strict inference with
+        check_type=True then checks every tensor against them -- the custom nodes' outputs
+        included, which inference cannot derive."""
         value_info = []
         for vi in graph.value_info:
-            if vi.name in types and vi.type.HasField("tensor_type"):
+            if vi.name in self.types and vi.type.HasField("tensor_type"):
                 copy = onnx.ValueInfoProto()
                 copy.CopyFrom(vi)
-                copy.type.tensor_type.elem_type = types[vi.name]
+                copy.type.tensor_type.elem_type = self.types[vi.name]
                 value_info.append(copy)
-        for name, (source, to) in new_info.items():
+        for name, (source, to) in self.new_info.items():
             copy = onnx.ValueInfoProto()
             copy.CopyFrom(source)
             copy.name = name
@@ -311,25 +326,20 @@ class _Converter:
         del graph.value_info[:]
         graph.value_info.extend(value_info)
 
+    def check_custom_inputs(self, graph: onnx.GraphProto) -> None:
         for node in graph.node:
             if (node.domain or "") not in _STANDARD_DOMAINS:
-                wrong = [n for n in node.input if n and types.get(n) != FLOAT16]
+                wrong = [n for n in node.input if n and self.types.get(n) != FLOAT16]
                 if wrong:  # cannot happen by construction; the plugin would reject it at build time
                     raise Fp16ConversionError(f"custom node '{node.name}' has non-float16 inputs {wrong}")
-        result = onnx.ModelProto()
-        result.CopyFrom(self.source)
-        result.graph.CopyFrom(graph)
-        if report is not None:
-            report.update(self.counts, keep_fp32=sorted(self.keep))
-        return result
 
-    def convert_initializers(self, graph, nodes_in, precision, slots, types, converted) -> None:
+    def convert_initializers(self, graph, nodes_in, precision, slots) -> None:
         """Each float32 initializer in the type(s) its consumers compute in: converted in place when
         only float16 consumers read it, a float16 copy beside it when both kinds do."""
         wanted: dict[str, set[int]] = {}
         for k, node in enumerate(nodes_in):
             for name, typed in zip(node.input, slots[k][0]):
-                if typed and types.get(name) in _FLOATS:
+                if typed and self.types.get(name) in _FLOATS:
                     wanted.setdefault(name, set()).add(precision[k])
         result = []
         for init in graph.initializer:
@@ -341,16 +351,23 @@ class _Converter:
             half = numpy_helper.from_array(_float16_values(numpy_helper.to_array(init), self.counts), init.name)
             if FLOAT in want:
                 half.name = self.fresh(f"{init.name}_fp16")
-                converted[(init.name, FLOAT16)] = half.name
-                types[half.name] = FLOAT16
+                self.converted[(init.name, FLOAT16)] = half.name
+                self.types[half.name] = FLOAT16
                 result.append(init)
                 self.counts["initializers_both"] += 1
             else:
-                types[init.name] = FLOAT16
+                self.types[init.name] = FLOAT16
             result.append(half)
             self.counts["initializers_fp16"] += 1
         del graph.initializer[:]
         graph.initializer.extend(result)
+
+
+def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    used = {n for node in graph.node for n in node.input} | {o.name for o in graph.output}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
 
 
 def _constants_to_initializers(graph: onnx.GraphProto) -> None:
