@@ -432,18 +432,22 @@ def test_triton_repository_onnx(packaged, predictor):
     assert "tritonserver --model-repository" in (repository / "README.md").read_text()
 
 
-def _bundle_with_engine(bundle: Path, where: Path) -> Path:
+def _bundle_with_engine(bundle: Path, where: Path, runtime: str = "tensorrt") -> Path:
     """A copy of the bundle with a (fake, never deserialized) fp16 engine and plugin library listed in its
-    manifest, as package writes them on a TensorRT machine: only the repository layout is under test."""
-    copy = where / "bundle-with-engine"
+    manifest, as package writes them on a TensorRT machine (`runtime` "tensorrt-rtx": ahead of time, as
+    package --runtime tensorrt-rtx writes them): only the repository layout is under test."""
+    copy = where / f"bundle-with-{runtime}-engine"
     shutil.copytree(bundle, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
     model = manifest["models"][0]
     (copy / model["directory"] / "model.aa_plugin.fp16.engine").write_bytes(b"not a real plan")
     (copy / "lib" / "libtransnext_aa_plugin.so").write_bytes(b"not a real library")
+    rtx = runtime == "tensorrt-rtx"
     model["engines"] = [{"file": f"{model['directory']}/model.aa_plugin.fp16.engine", "precision": "fp16",
-                         "tensorrt_version": "10.3.0", "gpu": "test GPU", "sm": "sm_90",
-                         "compute_capability": [9, 0], "version_compatible": False,
+                         "runtime": runtime, "runtime_version": "1.7.1.116" if rtx else "10.3.0",
+                         "compute_capabilities": ["86", "89"] if rtx else ["90"],
+                         "gpu": None if rtx else "test GPU", "built_ahead_of_time": rtx,
+                         "version_compatible": False, "hardware_compatibility": "none",
                          "batch_profile": {"min": 1, "opt": 8, "max": 32},
                          "plugin_library": {"file": "lib/libtransnext_aa_plugin.so", "sha256": ""}}]
     manifest["files"] = file_entries(copy)  # every file but the manifest, with its sha256
@@ -467,7 +471,7 @@ def test_triton_repository_tensorrt_plan(packaged, predictor, tmp_path):
     readme = (repo / "README.md").read_text()
     assert "LD_PRELOAD=$PWD/plugins/libtransnext_aa_plugin.so" in readme
     assert '--backend-config=tensorrt,plugins="$PWD/plugins/libtransnext_aa_plugin.so"' in readme
-    assert "TensorRT 10.3.0" in readme
+    assert "TensorRT 10.3.0 on test GPU (compute capability 90)" in readme
     # Beyond the engine's optimisation profile: refused, and nothing written.
     with pytest.raises(RepositoryError, match="profile"):
         write_model_repository(bundle, tmp_path / "too-big", 64)
@@ -475,6 +479,19 @@ def test_triton_repository_tensorrt_plan(packaged, predictor, tmp_path):
     # The ONNX graph can still be asked for.
     onnx = write_model_repository(bundle, tmp_path / "onnx", 8, prefer_engine=False)
     assert onnx.platform == "onnxruntime_onnx"
+
+
+def test_triton_repository_leaves_tensorrt_rtx_engines_out(packaged, tmp_path):
+    """Triton's TensorRT backend runs TensorRT plans: a bundle whose engines are TensorRT-RTX's is served
+    as its ONNX graph, and saying so; asking for its engine names the runtime."""
+    bundle = _bundle_with_engine(packaged[0], tmp_path, runtime="tensorrt-rtx")
+    result = write_model_repository(bundle, tmp_path / "repo", 8)
+    assert result.platform == "onnxruntime_onnx"
+    assert (Path(result.path) / MODEL_NAME / "1" / "model.onnx").is_file()
+    assert any("not tensorrt engines" in note for note in result.notes), result.notes
+    with pytest.raises(RepositoryError, match="no fp16 tensorrt engine"):
+        write_model_repository(bundle, tmp_path / "fp16", 8, precision="fp16")
+    assert not (tmp_path / "fp16").exists()
 
 
 def test_package_triton_target_checked_first(tmp_path, monkeypatch):

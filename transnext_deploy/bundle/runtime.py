@@ -102,7 +102,7 @@ class BundleSource:
     def engines(self, runtime: str, precision: str | None = None) -> Iterator[EngineCandidate | str]:
         """The bundle's `runtime` engines for this model (of `precision`, or all) that can run here, fp16
         first; the others with the reason."""
-        from ..engine.compatibility import by_preference, engine_problem
+        from ..engine.compatibility import by_preference, engine_problem, engine_targets, engine_version
         from ..engine.tensorrt import import_runtime
         from ..machine import cuda_devices
 
@@ -125,8 +125,8 @@ class BundleSource:
                 self.opened.path(engine["file"]), libraries.get(library),
                 host_code_allowed=bool(engine.get("version_compatible")),
                 max_batch=int(engine["batch_profile"]["max"]),
-                description=(f"{engine['file']} ({engine['precision']}, {runtime} {engine['runtime_version']}, "
-                             f"built for sm_{', sm_'.join(engine['compute_capabilities'])}) on {device}"))
+                description=(f"{engine['file']} ({engine['precision']}, {runtime} {engine_version(engine)}, "
+                             f"built for sm_{', sm_'.join(engine_targets(engine))}) on {device}"))
 
 
 # ------------------------------------------------------------------------------------------ predictor

@@ -51,13 +51,19 @@ def engine_targets(engine: dict) -> list[str]:
     return [cc.replace(".", "")] if cc else []
 
 
+def engine_version(engine: dict) -> str:
+    """The version of the runtime that built an engine, from its metadata or manifest entry (format 1
+    bundles name it tensorrt_version)."""
+    return str(engine.get("runtime_version") or engine.get("tensorrt_version"))
+
+
 def engine_problem(engine: dict, runtime_version: str, compute_capability: tuple[int, int],
                    plugin_sha256s: Iterable[str], plugins_looked_in: str = "the places searched") -> str | None:
     """Why the engine described by `engine` (its metadata, or a bundle manifest's entry) cannot run
     with this version of its runtime, GPU compute capability and these plugin libraries (their
     sha256), or None. `plugins_looked_in` names where the plugin libraries were looked for."""
     runtime = engine.get("runtime", "tensorrt")
-    built = str(engine.get("runtime_version") or engine.get("tensorrt_version"))
+    built = engine_version(engine)
     here, there = version_tuple(runtime_version), version_tuple(built)
     if engine.get("version_compatible"):
         if not there or here[:1] != there[:1] or here < there:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..artifacts import LOGITS_OUTPUT, STANDARD_FILE, TENSOR_MODEL, TRITON_PLUGINS_DIR
 from ..bundle.format import LABELS_FILE  # beside config.pbtxt as in the bundle: Triton's classification extension
-from ..engine.compatibility import by_preference
+from ..engine.compatibility import by_preference, engine_targets, engine_version
 from ..errors import InvalidArgumentError, TransNeXtDeployError
 from ..files import publish_directory
 from .config import TensorConfig, model_config
@@ -53,14 +53,22 @@ def _dims(shape: list) -> list[int]:
     return [d if isinstance(d, int) else -1 for d in shape[1:]]
 
 
+TRITON_ENGINE_RUNTIME = "tensorrt"  # Triton's TensorRT backend runs TensorRT plans, not TensorRT-RTX ones
+
+
+def _triton_engines(model: dict) -> list[dict]:
+    return [e for e in model.get("engines") or [] if e.get("runtime", "tensorrt") == TRITON_ENGINE_RUNTIME]
+
+
 def _pick_engine(model: dict, precision: str | None) -> dict | None:
-    engines = by_preference(model.get("engines") or [])
+    engines = by_preference(_triton_engines(model))
     if precision is None:
         return engines[0] if engines else None
     chosen = next((e for e in engines if e["precision"] == precision), None)
     if chosen is None:
         have = ", ".join(e["precision"] for e in engines) or "none"
-        raise RepositoryError(f"the bundle has no {precision} engine for {model['name']} (engines: {have})")
+        raise RepositoryError(f"the bundle has no {precision} {TRITON_ENGINE_RUNTIME} engine for {model['name']} "
+                              f"(engines: {have})")
     return chosen
 
 
@@ -86,8 +94,9 @@ def _readme(platform: str, model: dict, engine: dict | None, plugin: str | None)
     ]
     if engine is not None:
         lines += [
-            f"The engine was built with TensorRT {engine.get('tensorrt_version')} on {engine.get('gpu')} "
-            f"(sm {engine.get('sm')}): serve it with a Triton release whose TensorRT is that version"
+            f"The engine was built with TensorRT {engine_version(engine)} on {engine.get('gpu')} "
+            f"(compute capability {', '.join(engine_targets(engine))}): serve it with a Triton release whose "
+            "TensorRT is that version"
             + (" or newer (it is version-compatible; start Triton with "
                "`--backend-config=tensorrt,version-compatible=true`)" if engine.get("version_compatible") else "")
             + ", on that GPU model.",
@@ -161,8 +170,12 @@ def write_model_repository(bundle_dir: str | os.PathLike, out_dir: str | os.Path
             plugin = engine["plugin_library"]["file"]
         else:
             platform, source, target, plugin = "onnxruntime_onnx", model["graphs"][STANDARD_FILE], STANDARD_FILE, None
-            if model.get("engines"):
+            if _triton_engines(model):
                 notes.append("the bundle has TensorRT engines; the repository uses the ONNX graph as asked")
+            elif model.get("engines"):
+                notes.append(f"the bundle's engines are not {TRITON_ENGINE_RUNTIME} engines (Triton's TensorRT "
+                             "backend cannot run them): the repository serves the standard ONNX graph with "
+                             "Triton's onnxruntime backend")
             else:
                 notes.append("the bundle has no TensorRT engine for this model: the repository serves the "
                              "standard ONNX graph with Triton's onnxruntime backend")
