@@ -328,3 +328,19 @@ def test_export_without_host_library_validates_the_other_graphs(tmp_path, monkey
         assert report["graphs"][name]["passed"] is True and report["graphs"][name]["worst"]["ratio"] <= 1
     manifest = json.loads((d / "manifest.json").read_text())
     assert "--atol 3e-05 --rtol 0.0002" in manifest["commands"]["polygraphy_compare"]
+
+
+def test_export_steps_count_only_the_engines_whose_graph_is_written():
+    """Export builds an engine only from a graph it wrote: asked for fp32 graphs where TensorRT could
+    build both precisions, the progress total has no fp16 step to wait for."""
+    from transnext_deploy.artifacts import PRECISIONS, engine_step, export_steps, graph_file
+
+    def engine_steps(steps):
+        return [s for s in steps if " engine from " in s]
+
+    fp32 = export_steps(("fp32",), PRECISIONS)
+    assert engine_steps(fp32) == [engine_step("fp32", graph_file("plugin", "fp32"))]
+    assert not any("fp16" in s for s in fp32), fp32
+    assert engine_steps(export_steps(PRECISIONS, PRECISIONS)) == [
+        engine_step(p, graph_file("plugin", p)) for p in PRECISIONS]
+    assert engine_steps(export_steps(PRECISIONS, ())) == []

@@ -150,9 +150,10 @@ def engine_step(precision: str, source: str, runtime: str = "tensorrt") -> str:
 
 
 def export_steps(precisions: Sequence[str] = PRECISIONS, engine_precisions: Sequence[str] = ()) -> tuple[str, ...]:
-    """Every progress step of exporting one resolution in `precisions`, engines included."""
+    """Every progress step of exporting one resolution in `precisions`, engines included: those of
+    `engine_precisions` whose graph is written (an engine needs its graph)."""
     steps = tuple(s for s in EXPORT_STEPS if "fp16" not in s or "fp16" in precisions)
-    return steps + tuple(engine_step(p, graph_file(ENGINE_GRAPH, p)) for p in engine_precisions)
+    return steps + tuple(engine_step(p, graph_file(ENGINE_GRAPH, p)) for p in engine_precisions if p in precisions)
 
 
 __all__ = [

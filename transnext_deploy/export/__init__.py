@@ -167,7 +167,7 @@ def export_resolution(options: ExportOptions, resolution: tuple[int, int],
     notes = [weights["note"]] if "note" in weights else []
     notes += [f"{name} not run on the CPU: {reason}" for name, reason in report["skipped"].items()]
     built: list[Path] = []
-    precisions = [p for p in engines.precisions if p in options.precisions]  # an engine needs its graph
+    precisions = [p for p in engines.precisions if p in options.precisions]  # as export_steps counts them
     if precisions:
         try:
             built = build_engines_for_artifact(final, precisions,
