@@ -339,7 +339,7 @@ def _run_resolution(resolution: tuple[int, int], plan: _Plan, options: BenchOpti
         for backend in loaded.values():
             backend.close()
         loaded.clear()
-        del fast, plain
+        del fast, plain, source  # the source holds the models too: drop every reference before the release
         release_free_memory()
     return rows, poly
 
