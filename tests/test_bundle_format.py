@@ -4,6 +4,7 @@ synthetic bundle of tests/bundles.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tarfile
 from pathlib import Path
@@ -103,3 +104,18 @@ def test_links_inside_the_bundle_are_allowed(tiny_bundle, tmp_path, private_tmp)
     finally:
         opened.close()
     assert list(private_tmp.iterdir()) == []
+
+
+def test_write_bytes_atomically_leaves_the_old_file_or_the_whole_new_one(tmp_path):
+    from transnext_deploy.files import sha256_stream, sha256sum, write_bytes_atomically
+
+    path = tmp_path / "cache" / "engine.bin"  # parents made
+    write_bytes_atomically(path, b"first")
+    write_bytes_atomically(path, b"second")
+    assert path.read_bytes() == b"second"
+    with pytest.raises(TypeError):
+        write_bytes_atomically(path, "not bytes")  # fails while writing
+    assert path.read_bytes() == b"second"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["engine.bin"]  # no temporary left behind
+    with open(path, "rb") as f:
+        assert sha256_stream(f) == sha256sum(path) == hashlib.sha256(b"second").hexdigest()

@@ -1,5 +1,5 @@
-"""Files the package writes and checks: sha256 sums, and directories assembled under a private name
-and moved into place whole, so that a failure never leaves something that looks complete.
+"""Files the package writes and checks: sha256 sums, and files and directories written under a private
+name and moved into place whole, so that a failure never leaves something that looks complete.
 
 At the bottom of the package: it imports nothing from it.
 """
@@ -10,15 +10,35 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
+from typing import BinaryIO
+
+
+def sha256_stream(stream: BinaryIO) -> str:
+    """sha256 of what is left in a binary stream, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    while chunk := stream.read(1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def sha256sum(path: str | os.PathLike) -> str:
-    """sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
+    """sha256 of a file."""
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return sha256_stream(f)
+
+
+def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` (parent directories made) through a private temporary name in the same
+    directory, renamed into place: readers see the old file or the whole new one. Raises OSError."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def publish_directory(staging: str | os.PathLike, final: str | os.PathLike) -> None:
@@ -33,4 +53,4 @@ def publish_directory(staging: str | os.PathLike, final: str | os.PathLike) -> N
     os.replace(staging, final)
 
 
-__all__ = ["publish_directory", "sha256sum"]
+__all__ = ["publish_directory", "sha256_stream", "sha256sum", "write_bytes_atomically"]

@@ -22,7 +22,7 @@ import onnx
 from ..artifacts import INPUT_NAME
 from ..errors import InvalidArgumentError, TransNeXtDeployError, one_line
 from ..machine import available_cpus, cuda_devices
-from ..ops.contract import ATTRIBUTE_NAMES, OP_DOMAIN, OP_NAME, PLUGIN_VERSION_ATTRIBUTE
+from ..ops.contract import ATTRIBUTE_NAMES, OP_DOMAIN, OP_NAME, PLUGIN_VERSION_ATTRIBUTE, has_custom_nodes
 from .base import Backend, DriverProbe, MemoryProbe, cuda_free_bytes
 
 ORT_CONTRIB_DOMAIN = "ai.onnx.contrib"
@@ -106,13 +106,6 @@ def _install_invocation_hook(op_id: int, run) -> None:
         return k_id, result.shape, result.reshape(-1)
 
     install(hook)
-
-
-def has_custom_nodes(model: onnx.ModelProto) -> bool:
-    """True when the graph has fused nodes that no local function backs."""
-    functions = {(f.domain, f.name) for f in model.functions}
-    return any(n.op_type == OP_NAME and n.domain == OP_DOMAIN and (n.domain, n.op_type) not in functions
-               for n in model.graph.node)
 
 
 def _float16_custom_nodes(model: onnx.ModelProto) -> set[str]:

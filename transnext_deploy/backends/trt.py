@@ -9,6 +9,7 @@ takes one from a bundle, and both run it here.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from ..cache import cache_dir
 from ..engine.build import read_engine_metadata
-from ..files import sha256sum
+from ..files import write_bytes_atomically
 from ..engine.tensorrt import DEFAULT_RUNTIME, EngineError, get_runtime, import_runtime, load_plugin, logger, require
 from .base import Backend, MemoryProbe, NoProbe, TorchCudaProbe
 
@@ -77,19 +78,20 @@ class TensorRTBackend(Backend):
                 raise EngineError(f"cannot deserialize {self.path.name}: built by another {rt.name} version or GPU? "
                                   f"(metadata: {rt.name} {self.metadata.get('runtime_version')}, compute capabilities "
                                   f"{', '.join(self.metadata.get('compute_capabilities') or ['?'])})")
-            self.context = self._execution_context(rt)
+            self.context = self._execution_context(rt, data)
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.output_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
 
-    def _execution_context(self, rt):
+    def _execution_context(self, rt, data: bytes):
         """The execution context; TensorRT-RTX's with its runtime cache (the kernels it compiles for
-        this GPU on first use), read from and kept in the user cache, so a later load starts warm."""
+        this GPU on first use), read from and kept in the user cache, so a later load starts warm. The
+        cache is keyed by the engine's sha256 (`data`, the engine's bytes, when no metadata names it)."""
         if rt.name != "tensorrt-rtx" or not hasattr(self.engine, "create_runtime_config"):
             return self.engine.create_execution_context()
         config = self.engine.create_runtime_config()
         cache = config.create_runtime_cache()
-        path = runtime_cache_path(self.metadata.get("engine_sha256") or sha256sum(self.path))
+        path = runtime_cache_path(self.metadata.get("engine_sha256") or hashlib.sha256(data).hexdigest())
         if path.is_file():
             cache.deserialize(path.read_bytes())
         config.set_runtime_cache(cache)
@@ -101,10 +103,7 @@ class TensorRTBackend(Backend):
             return
         cache, path = self._runtime_cache
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(bytes(memoryview(cache.serialize())))
-            os.replace(tmp, path)
+            write_bytes_atomically(path, bytes(memoryview(cache.serialize())))
         except OSError:  # a cache that cannot be written only makes the next load slower
             pass
         self._runtime_cache = None

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from ..artifacts import MANIFEST_FILE
 
-from ..files import sha256sum
+from ..files import sha256_stream, sha256sum
 from ..errors import TransNeXtDeployError, one_line
 
 FORMAT = "transnext-deploy bundle"
@@ -167,19 +167,13 @@ def _verify_tarball(tar: tarfile.TarFile, where: str) -> tuple[str, dict]:
         manifest = _check_manifest(json.loads(tar.extractfile(manifest_member).read()), where)
     except ValueError as exc:
         raise BundleError(f"{where}: unreadable {MANIFEST_FILE}: {one_line(exc)}") from None
-    import hashlib
-
     for name, entry in manifest["files"].items():
         member = members.get(name)
         if member is None:
             raise BundleError(f"{where}: {name} is missing")
         if not member.isfile():
             raise BundleError(f"{where}: {name} is a link (the bundle lists regular files only)")
-        digest = hashlib.sha256()
-        stream = tar.extractfile(member)
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-        if digest.hexdigest() != entry["sha256"]:
+        if sha256_stream(tar.extractfile(member)) != entry["sha256"]:
             raise BundleError(f"{where}: {name} does not match its sha256 in {MANIFEST_FILE}: refusing the bundle")
     return prefix, manifest
 

@@ -15,6 +15,7 @@ others). Tactic timings go to a timing cache per runtime version and GPU in the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -35,10 +36,10 @@ from ..artifacts import (
 )
 from ..cache import cache_dir
 from ..errors import one_line
-from ..files import sha256sum
+from ..files import sha256sum, write_bytes_atomically
 from ..machine import cuda_devices
 from ..progress import Progress, no_progress
-from ..ops.contract import OP_NAME
+from ..ops.contract import OP_NAME, has_custom_nodes
 from .compatibility import check_hardware_compatibility
 from .tensorrt import (
     DEFAULT_RUNTIME,
@@ -49,7 +50,7 @@ from .tensorrt import (
     import_runtime,
     load_plugin,
     logger,
-    plugin_candidates,
+    library_candidates,
     require,
 )
 
@@ -110,7 +111,7 @@ def check_hardware_level(runtime: str, level: str) -> str:
 def dynamic_plugin_for(plugin_library: str | os.PathLike | None) -> Path:
     """The loadLibrary variant of the plugin that a version-compatible engine carries: next to the
     given plugin library, else in the build directory."""
-    path, where = plugin_candidates("tensorrt-rtx", plugin_library)  # the runtime that loads that variant
+    path, where = library_candidates("plugin_dynamic", plugin_library)
     if path is None:
         raise EngineError(f"version-compatible engines carry the loadLibrary plugin library: {where} (build it with "
                           "`transnext-deploy build-plugin --target plugin`)")
@@ -145,14 +146,11 @@ def uses_custom_op(graph_path: str | os.PathLike) -> bool:
     asks the plugin registry for it: the function-form graph builds without the plugin.)"""
     import onnx
 
-    from ..ops.contract import OP_NAME
-
-    model = onnx.load(str(graph_path), load_external_data=False)
-    functions = {f.name for f in model.functions}
-    return any(n.op_type == OP_NAME and n.op_type not in functions for n in model.graph.node)
+    return has_custom_nodes(onnx.load(str(graph_path), load_external_data=False))
 
 
-def _graph_input(graph_path: Path) -> tuple[str, tuple[int, int]]:
+def _graph_facts(graph_path: Path) -> tuple[bool, str, tuple[int, int]]:
+    """(uses_custom_op, input name, (H, W)) of a graph, read in one load."""
     import onnx
 
     model = onnx.load(str(graph_path), load_external_data=False)
@@ -163,7 +161,7 @@ def _graph_input(graph_path: Path) -> tuple[str, tuple[int, int]]:
     dims = inputs[0].type.tensor_type.shape.dim
     if len(dims) != 4 or not all(d.HasField("dim_value") for d in dims[1:]):
         raise EngineError(f"{graph_path.name}: input {inputs[0].name} is not (batch, 3, H, W) with static H, W")
-    return inputs[0].name, (dims[2].dim_value, dims[3].dim_value)
+    return has_custom_nodes(model), inputs[0].name, (dims[2].dim_value, dims[3].dim_value)
 
 
 # ------------------------------------------------------------------------------------------ building
@@ -245,11 +243,10 @@ def build_engine(
     graph_path = Path(graph_path)
     if not graph_path.is_file():
         raise EngineError(f"ONNX graph not found: {graph_path}")
-    needs_plugin = uses_custom_op(graph_path)
+    needs_plugin, input_name, (h, w) = _graph_facts(graph_path)
     library = require(rt, plugin_library, need_plugin=needs_plugin, need_gpu=not compute_capabilities)
     trt = import_runtime(rt)
     lo, opt, hi = check_batch_profile(batch_profile)
-    input_name, (h, w) = _graph_input(graph_path)
     device, targets = _target(rt, compute_capabilities)
     engine_path = Path(engine_path) if engine_path is not None else engine_path_for(graph_path, rt.name)
     meta_path = metadata_path_for(engine_path)
@@ -316,13 +313,11 @@ def _write_engine(engine_path: Path, meta_path: Path, serialized, metadata: dict
     """The engine through a temporary file (never half-written under its name), then its metadata."""
     from .. import __version__
 
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = engine_path.with_name(f".{engine_path.name}.tmp")
-    tmp.write_bytes(bytes(memoryview(serialized)))
-    os.replace(tmp, engine_path)
+    data = bytes(memoryview(serialized))
+    write_bytes_atomically(engine_path, data)
     metadata.update({
-        "engine_file": engine_path.name, "engine_bytes": engine_path.stat().st_size,
-        "engine_sha256": sha256sum(engine_path), "workspace_mib": workspace_mib,
+        "engine_file": engine_path.name, "engine_bytes": len(data),
+        "engine_sha256": hashlib.sha256(data).hexdigest(), "workspace_mib": workspace_mib,
         "built_by": f"transnext-deploy {__version__}", "host": platform.node(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
@@ -377,10 +372,7 @@ def _timing_cache(trt, rt, config, path: str | os.PathLike | None, targets: Sequ
 
 def _save_timing_cache(config, path: Path) -> str:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(bytes(memoryview(config.get_timing_cache().serialize())))
-        os.replace(tmp, path)
+        write_bytes_atomically(path, bytes(memoryview(config.get_timing_cache().serialize())))
         return str(path)
     except OSError as exc:  # a cache that cannot be written only makes the next build slower
         return f"not written: {exc}"

@@ -158,11 +158,15 @@ def plugin_candidates(runtime: str | Runtime, plugin_library: str | os.PathLike 
     """(path, where it came from) of the plugin library `runtime` loads, or (None, where it was
     looked for): the given library, else $TRANSNEXT_AA_PLUGIN, else the build directory. A given
     path may name either library: the one of the runtime's kind beside it is used."""
+    return library_candidates(get_runtime(runtime).plugin_kind, plugin_library)
+
+
+def library_candidates(kind: str, plugin_library: str | os.PathLike | None = None) -> tuple[Path | None, str]:
+    """plugin_candidates for a plugin library kind ("plugin" or "plugin_dynamic") rather than a runtime."""
     from ..artifacts import LIBRARY_FILES
     from ..plugin.locations import default_build_dir, find_plugin_library
 
-    rt = get_runtime(runtime)
-    wanted = LIBRARY_FILES[rt.plugin_kind]
+    wanted = LIBRARY_FILES[kind]
     for given, where in ((plugin_library, "given"), (os.environ.get(PLUGIN_ENV), f"${PLUGIN_ENV}")):
         if given:
             path = Path(given).expanduser()
@@ -171,7 +175,7 @@ def plugin_candidates(runtime: str | Runtime, plugin_library: str | os.PathLike 
             if path.is_file():
                 return path.resolve(), where
             return None, f"{path} ({where}) does not exist"
-    found = find_plugin_library(dynamic=rt.plugin_kind == "plugin_dynamic")
+    found = find_plugin_library(dynamic=kind == "plugin_dynamic")
     if found is not None:
         return found.resolve(), "build directory"
     return None, f"{wanted} not in {default_build_dir()} and ${PLUGIN_ENV} is not set"
@@ -411,6 +415,7 @@ __all__ = [
     "load_plugin",
     "logger",
     "module_problem",
+    "library_candidates",
     "plugin_candidates",
     "plugin_problem",
     "require",

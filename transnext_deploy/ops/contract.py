@@ -54,6 +54,15 @@ def input_shapes(batch: int, head_dim: int, *, num_heads: int, height: int, widt
     }
 
 
+def has_custom_nodes(model) -> bool:
+    """Whether an onnx.ModelProto has fused nodes that no local function backs: a runtime needs the op's
+    implementation for them (onnxruntime the host library; TensorRT, whose parser inlines a node's local
+    function before it asks the plugin registry, the plugin)."""
+    functions = {(f.domain, f.name) for f in model.functions}
+    return any(n.op_type == OP_NAME and n.domain == OP_DOMAIN and (n.domain, n.op_type) not in functions
+               for n in model.graph.node)
+
+
 __all__ = [
     "ATTRIBUTE_NAMES",
     "INPUT_NAMES",
@@ -64,5 +73,6 @@ __all__ = [
     "OP_VERSION",
     "OUTPUT_NAMES",
     "PLUGIN_VERSION_ATTRIBUTE",
+    "has_custom_nodes",
     "input_shapes",
 ]
