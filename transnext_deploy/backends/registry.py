@@ -114,9 +114,10 @@ def _torch_problem(device: str) -> str | None:
 
 
 def problem(name: str, *, device: str = "cpu", threads: int | None = None,
-            plugin_library: str | os.PathLike | None = None) -> str | None:
+            plugin_library: str | os.PathLike | None = None, need_plugin: bool = False) -> str | None:
     """Why backend `name` cannot run here (one line), or None. `device`: where the torch backends
-    run; `threads`: the CPU custom op's; `plugin_library`: TensorRT's plugin (default: found)."""
+    run; `threads`: the CPU custom op's; `plugin_library`: TensorRT's plugin (default: found), which
+    an engine backend needs here when `need_plugin` (to build engines, not only to run a bundle's)."""
     spec = BACKENDS[name]
     if spec.device == "torch":
         reason = _torch_problem(device)
@@ -139,7 +140,7 @@ def problem(name: str, *, device: str = "cpu", threads: int | None = None,
         return ort_cuda_problem()
     from ..engine.tensorrt import gpu_problem, status
 
-    found = status(name, plugin_library, need_plugin=False)
+    found = status(name, plugin_library, need_plugin=need_plugin)
     return gpu_problem(name) if found.available else found.reason
 
 

@@ -20,6 +20,12 @@ class BenchError(TransNeXtDeployError):
     """Bad benchmark options, or a report that cannot be written; str() is one line."""
 
 
+def case_label(backend: str, precision: str | None) -> str:
+    """A backend as the table, the figure and the polygraphy commands name it: `tensorrt fp16`,
+    `onnxruntime-cpu` (a precision only for the engine backends)."""
+    return backend if precision is None else f"{backend} {precision}"
+
+
 @dataclass
 class BenchRow:
     backend: str  # a name of backends.registry.BACKENDS
@@ -47,8 +53,7 @@ class BenchRow:
 
     @property
     def label(self) -> str:
-        """The backend as the table and the figure name it: `tensorrt fp16`, `onnxruntime-cpu`."""
-        return self.backend if self.precision is None else f"{self.backend} {self.precision}"
+        return case_label(self.backend, self.precision)
 
     @property
     def status_text(self) -> str:
@@ -148,5 +153,5 @@ def fmt_number(value: float | None, kind: str) -> str:
     return str(value)
 
 
-__all__ = ["BenchError", "BenchReport", "BenchRow", "check_report_paths", "fmt_number", "load_report",
+__all__ = ["BenchError", "BenchReport", "BenchRow", "case_label", "check_report_paths", "fmt_number", "load_report",
            "machine_info"]

@@ -48,20 +48,20 @@ from ..artifacts import ENGINE_GRAPH, PRECISIONS, export_steps, graph_file
 from ..backends.base import Backend
 from ..backends.registry import (
     BACKENDS,
-    TORCH_BACKENDS,
     EngineCandidate,
     check_backends,
     check_device,
     open_backend,
     problem,
 )
+from ..engine.build import check_precisions
 from ..errors import InvalidArgumentError, TransNeXtDeployError, one_line
 from ..machine import available_cpus
 from ..memory import release_free_memory
 from ..progress import Progress, no_progress
 from ..resolution import pair
 from .measure import Timing, measure_case
-from .report import BenchError, BenchReport, BenchRow, machine_info
+from .report import BenchError, BenchReport, BenchRow, case_label, machine_info
 from .work import (
     bench_input,
     default_work_dir,
@@ -111,7 +111,7 @@ class Case:
 
     @property
     def label(self) -> str:
-        return self.backend if self.precision is None else f"{self.backend} {self.precision}"
+        return case_label(self.backend, self.precision)
 
 
 @dataclass
@@ -123,7 +123,6 @@ class _Plan:
     explicit: set[str]
     threads: int
     device: str  # cpu or cuda
-    device_problem: str | None = None  # why the torch backends cannot run on `device` (cuda without a GPU)
 
 
 def check_options(options: BenchOptions) -> _Plan:
@@ -135,10 +134,8 @@ def check_options(options: BenchOptions) -> _Plan:
     try:
         variant = resolve_variant(options.variant, "size")
         backends = check_backends(options.backends or ["all"])
-        precisions = [p for p in PRECISIONS if p in options.precisions]
-        unknown = [p for p in options.precisions if p not in PRECISIONS]
-        if unknown or not precisions:
-            raise InvalidArgumentError(f"precisions must be among {', '.join(PRECISIONS)}, got {list(options.precisions)}")
+        wanted = check_precisions(options.precisions)
+        precisions = [p for p in PRECISIONS if p in wanted]
         resolutions = list(dict.fromkeys(pair(r) for r in options.resolutions))
         if not resolutions:
             raise InvalidArgumentError("no resolution given")
@@ -163,14 +160,14 @@ def check_options(options: BenchOptions) -> _Plan:
     threads = options.threads if options.threads is not None else available_cpus()
     if threads < 1:
         raise BenchError(f"threads must be >= 1, got {threads}")
-    device, device_problem = _torch_device(options.device)
+    device = _torch_device(options.device)
     cases = [Case(b, p) for b in backends for p in (precisions if BACKENDS[b].engine else [None])]
-    return _Plan(variant, resolutions, batches, cases, explicit, threads, device, device_problem)
+    return _Plan(variant, resolutions, batches, cases, explicit, threads, device)
 
 
-def _torch_device(device: str) -> tuple[str, str | None]:
-    """(device, None), or ("cuda", reason) when CUDA is asked for and torch sees no GPU: the torch
-    backends then get "not available" rows with that reason."""
+def _torch_device(device: str) -> str:
+    """Where the torch backends run: "auto" resolved. "cuda" stays "cuda" when torch sees no GPU: the
+    torch backends then get "not available" rows saying so."""
     import torch
 
     try:
@@ -178,10 +175,8 @@ def _torch_device(device: str) -> tuple[str, str | None]:
     except InvalidArgumentError as exc:
         raise BenchError(str(exc)) from None
     if device == "auto":
-        return ("cuda" if torch.cuda.is_available() else "cpu"), None
-    from ..backends.registry import _torch_problem
-
-    return device, _torch_problem(device)
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,27 +184,20 @@ def _torch_device(device: str) -> tuple[str, str | None]:
 
 
 def backend_availability(backends: Sequence[str], device: str, explicit: set[str] | None = None,
-                         plugin_library: str | os.PathLike | None = None, threads: int | None = None,
-                         device_problem: str | None = None) -> dict[str, tuple[str, str] | None]:
-    """None for a backend that can run here, else (status, reason). `device_problem`: why the torch
-    backends cannot run on `device`."""
+                         plugin_library: str | os.PathLike | None = None, threads: int | None = None
+                         ) -> dict[str, tuple[str, str] | None]:
+    """None for a backend that can run here, else (status, reason)."""
     explicit = set(BACKENDS) if explicit is None else explicit
     result: dict[str, tuple[str, str] | None] = {}
     for b in backends:
-        if b in TORCH_BACKENDS and device_problem:
-            result[b] = ("not available", device_problem)
-        elif b in CPU_OPT_IN and device == "cpu" and b not in explicit:
+        if b in CPU_OPT_IN and device == "cpu" and b not in explicit:
             result[b] = ("skipped", ("opt-in on the CPU, where compiling one shape takes minutes; "
                                      "ask for it with --backend torch-compile"))
-        elif BACKENDS[b].engine:  # bench builds its engines: the plugin library must be here too
-            from ..engine.tensorrt import gpu_problem, status
-
-            found = status(b, plugin_library)
-            reason = gpu_problem(b) if found.available else found.reason
-            result[b] = ("not available", reason) if reason else None
-        else:
-            reason = problem(b, device=device, threads=threads)
-            result[b] = ("not available", reason) if reason else None
+            continue
+        # bench builds its engines: for an engine backend the plugin library must be here too
+        reason = problem(b, device=device, threads=threads, plugin_library=plugin_library,
+                         need_plugin=BACKENDS[b].engine)
+        result[b] = ("not available", reason) if reason else None
     return result
 
 
@@ -361,7 +349,7 @@ def run_bench(options: BenchOptions, progress: Progress = no_progress) -> BenchR
     progress("checking which backends this machine has")
     backends = list(dict.fromkeys(c.backend for c in plan.cases))
     availability = backend_availability(backends, plan.device, plan.explicit, options.plugin_library,
-                                        plan.threads, plan.device_problem)
+                                        plan.threads)
     needs_artifacts = any(availability[b] is None and BACKENDS[b].graph is not None for b in backends)
     engines = plan_engines(plugin_library=options.plugin_library) if needs_artifacts else None
     n_res, n_batch = len(plan.resolutions), len(plan.batches)

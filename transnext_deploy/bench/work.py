@@ -16,11 +16,13 @@ import numpy as np
 from ..cache import cache_dir
 from ..compare import ENGINE_TOLERANCES
 from ..artifacts import (
+    ENGINE_GRAPH,
     FUNCTION_FILE,
     INPUT_NAME,
     MANIFEST_FILE,
     PLUGIN_ENV,
     PLUGIN_FILE,
+    PRECISIONS,
     STANDARD_FILE,
     artifact_name,
     graph_file,
@@ -29,6 +31,7 @@ from ..artifacts import (
 from ..files import sha256sum
 from ..engine import EnginePlan
 from ..progress import Progress, no_progress
+from .report import case_label
 
 REFERENCE = "pytorch-plain-fp32"  # the runner name of the saved reference outputs
 
@@ -153,23 +156,26 @@ def save_polygraphy_data(directory: Path, x: np.ndarray, reference: np.ndarray) 
 def polygraphy_commands(artifact: Path, inputs: Path, outputs: Path, batch: int, resolution: tuple[int, int]
                         ) -> dict[str, str]:
     """`polygraphy run` command lines that repeat this comparison against the saved PyTorch outputs,
-    by case label (bench.run.Case.label), plus the function-form graph on onnxruntime."""
-    fp32, fp16 = (f"--atol {t.atol:g} --rtol {t.rtol:g}" for t in (ENGINE_TOLERANCES["fp32"], ENGINE_TOLERANCES["fp16"]))
+    by case label (bench.report.case_label), plus the function-form graph on onnxruntime."""
     h, w = resolution
     shape = shlex.quote(f"{INPUT_NAME}:[{batch},3,{h},{w}]")  # zsh would glob the brackets
     data = f"--load-inputs {shlex.quote(str(inputs))} --load-outputs {shlex.quote(str(outputs))}"
     trt_shapes = f"--trt-min-shapes {shape} --trt-opt-shapes {shape} --trt-max-shapes {shape}"
+
     def q(name: str) -> str:
         return shlex.quote(str(artifact / name))
 
+    def tolerance(precision: str) -> str:
+        t = ENGINE_TOLERANCES[precision]
+        return f"--atol {t.atol:g} --rtol {t.rtol:g}"
+
     return {
-        "onnxruntime-cpu": f"polygraphy run {q(STANDARD_FILE)} --onnxrt {data} {fp32}",
-        "onnxruntime-cpu-function-form": f"polygraphy run {q(FUNCTION_FILE)} --onnxrt {data} {fp32}",
+        "onnxruntime-cpu": f"polygraphy run {q(STANDARD_FILE)} --onnxrt {data} {tolerance('fp32')}",
+        "onnxruntime-cpu-function-form": f"polygraphy run {q(FUNCTION_FILE)} --onnxrt {data} {tolerance('fp32')}",
         # strongly typed: the precision is the graph's; polygraphy leaves TF32 off unless --tf32 is given
-        "tensorrt fp32": f"polygraphy run {q(PLUGIN_FILE)} --trt --strongly-typed --plugins \"${PLUGIN_ENV}\" "
-                         f"{trt_shapes} {data} {fp32}",
-        "tensorrt fp16": f"polygraphy run {q(graph_file('plugin', 'fp16'))} --trt --strongly-typed --plugins "
-                         f"\"${PLUGIN_ENV}\" {trt_shapes} {data} {fp16}",
+        **{case_label("tensorrt", p): f"polygraphy run {q(graph_file(ENGINE_GRAPH, p))} --trt --strongly-typed "
+                                      f"--plugins \"${PLUGIN_ENV}\" {trt_shapes} {data} {tolerance(p)}"
+           for p in PRECISIONS},
     }
 
 
