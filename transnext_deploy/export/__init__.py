@@ -26,11 +26,7 @@ from pathlib import Path
 import torch
 
 from ..artifacts import (
-    FUNCTION_FILE,
-    GRAPH_FILES,
     MANIFEST_FILE,
-    PLUGIN_FILE,
-    STANDARD_FILE,
     VALIDATION_FILE,
     artifact_name,
     export_steps,
@@ -133,23 +129,17 @@ def export_resolution(options: ExportOptions, resolution: tuple[int, int],
     try:
         step(next(steps))  # tracing to standard ONNX
         standard = export_standard(model, resolution, options.opset)
-        check_model(standard, STANDARD_FILE)
-        save(standard, staging / STANDARD_FILE)
+        written = [_write(standard, "fp32", "standard", staging)]
         step(next(steps))  # fusing aggregated attention
         fused, matches = fused_model(standard, expected=expected)
-        check_model(fused, PLUGIN_FILE)
-        save(fused, staging / PLUGIN_FILE)
+        written.append(_write(fused, "fp32", "plugin", staging))
         step(next(steps))  # attaching the local function
-        graphs = {"standard": standard, "plugin": fused}
-        graphs["function"] = function_form(fused)
-        check_model(graphs["function"], FUNCTION_FILE)
-        save(graphs["function"], staging / FUNCTION_FILE)
+        written.append(_write(function_form(fused), "fp32", "function", staging))
         if "fp16" in options.precisions:
             step(next(steps))  # writing the fp16 graphs
-            _write_fp16_graphs(graphs, staging)
-        del standard, fused, graphs
+            written += _write_fp16_graphs(standard, fused, staging)
+        del standard, fused
         step(next(steps))  # validating against PyTorch
-        written = [name for name in GRAPH_FILES if (staging / name).is_file()]
         report = validate(model, {name: staging / name for name in written}, resolution,
                           Tolerance(options.atol, options.rtol), options.seed, options.threads)
         (staging / VALIDATION_FILE).write_text(json.dumps(report, indent=2))
@@ -182,17 +172,21 @@ def export_resolution(options: ExportOptions, resolution: tuple[int, int],
                           engines=[str(p) for p in built], notes=notes)
 
 
-def _write_fp16_graphs(graphs: dict, staging: Path) -> None:
+def _write(proto, precision: str, kind: str, staging: Path) -> str:
+    """Check a graph and save it under its file name (artifacts.graph_file); returns the name."""
+    name = graph_file(kind, precision)
+    check_model(proto, name)
+    save(proto, staging / name)
+    return name
+
+
+def _write_fp16_graphs(standard, fused, staging: Path) -> list[str]:
     """The fp16 graphs from the fp32 ones (export.precision): standard and custom-op graphs converted,
     the function attached to the converted custom-op graph (its body follows its inputs' type)."""
-    standard = to_fp16(graphs["standard"])
-    check_model(standard, graph_file("standard", "fp16"))
-    save(standard, staging / graph_file("standard", "fp16"))
-    del standard
-    fused = to_fp16(graphs["plugin"])
-    for kind, proto in (("plugin", fused), ("function", function_form(fused))):
-        check_model(proto, graph_file(kind, "fp16"))
-        save(proto, staging / graph_file(kind, "fp16"))
+    written = [_write(to_fp16(standard), "fp16", "standard", staging)]
+    fused = to_fp16(fused)
+    return written + [_write(fused, "fp16", "plugin", staging),
+                      _write(function_form(fused), "fp16", "function", staging)]
 
 
 def export(options: ExportOptions, progress: Progress = no_progress, engines: EnginePlan | None = None

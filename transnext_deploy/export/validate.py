@@ -58,7 +58,7 @@ def validate(model: TransNeXt, graphs: dict[str, Path], resolution: tuple[int, i
     tolerances = {"fp32": tolerance, "fp16": fp16_tolerance}
     report = {"atol": tolerance.atol, "rtol": tolerance.rtol, "fixed_pool_size": model.fixed_pool_size,
               "rule": "|graph - pytorch| <= atol + rtol * |pytorch|, element-wise, every output",
-              "tolerances": {p: {"atol": t.atol, "rtol": t.rtol} for p, t in tolerances.items()},
+              "tolerances": {p: t.as_dict() for p, t in tolerances.items()},
               "inputs": list(inputs), "graphs": {}, "skipped": {}}
     for graph_name, path in graphs.items():
         tolerance = tolerances[graph_precision(graph_name)]
@@ -87,7 +87,7 @@ def validate(model: TransNeXt, graphs: dict[str, Path], resolution: tuple[int, i
                     worst = {"input": label, "output": name, **element}
             per_input[label] = entry
         report["graphs"][graph_name] = {"passed": worst["ratio"] <= 1.0, "max_abs": max_abs, "worst": worst,
-                                        "atol": tolerance.atol, "rtol": tolerance.rtol, "inputs": per_input}
+                                        **tolerance.as_dict(), "inputs": per_input}
     ran = [g for g in report["graphs"].values() if g["passed"] is not None]
     report["passed"] = bool(ran) and all(g["passed"] for g in ran)
     return report
