@@ -345,6 +345,19 @@ def test_predict_refuses_a_tampered_bundle_in_one_line(shipped, images, tmp_path
     assert len(lines) == 1 and lines[0].startswith("error: ") and "is missing" in lines[0]
 
 
+
+@pytest.mark.parametrize("args, message", [(["--batch", "0"], "batch must be a whole number >= 1, got 0"),
+                                           (["--top", "0"], "top must be a whole number >= 1, got 0")])
+def test_predict_checks_its_counts_before_opening_the_bundle(tmp_path, args, message):
+    """A bad count is said before the bundle is read (a bundle that does not exist is not even named)."""
+    image = tmp_path / "a.png"
+    image.write_bytes(b"not read")
+    result = invoke("predict", "--bundle", str(tmp_path / "no-such-bundle"), str(image), *args)
+    assert result.exit_code == 1
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert lines == [f"error: {message}"], result.stderr
+
+
 # ------------------------------------------------------------------------------------------ TensorRT-RTX engines
 
 

@@ -139,10 +139,15 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def check_count(value: int, name: str) -> int:
+    """`value` if it is a whole number >= 1 (a count: top, batch), else a one-line InvalidArgumentError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"{name} must be a whole number >= 1, got {value!r}")
+    return value
+
+
 def check_top(top: int) -> int:
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise InvalidArgumentError(f"top must be a whole number >= 1, got {top!r}")
-    return top
+    return check_count(top, "top")
 
 
 def top_k(logits: np.ndarray, labels: Sequence[str], k: int) -> list[Prediction]:
@@ -210,9 +215,7 @@ class Predictor:
         `progress` hears of each finished input."""
         self._check_classify()
         check_top(top)
-        step = self.max_batch if batch is None else batch
-        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
-            raise InvalidArgumentError(f"batch must be a whole number >= 1, got {step!r}")
+        step = self.max_batch if batch is None else check_count(batch, "batch")
         results: list[Prediction | TransNeXtDeployError | None] = []
         pending: list[tuple[int, np.ndarray]] = []
 
@@ -330,5 +333,5 @@ def load(bundle: str | os.PathLike, device: str = "auto", *, backend: str | None
         raise
 
 
-__all__ = ["BackendUnavailable", "BundleSource", "Prediction", "Predictor", "candidates", "check_top", "load",
+__all__ = ["BackendUnavailable", "BundleSource", "Prediction", "Predictor", "candidates", "check_count", "check_top", "load",
            "top_k"]

@@ -66,10 +66,11 @@ def predict_command(
     converted to RGB). An input that is not a readable image gets an error (an error object with
     --json); the others still run, and the exit status is then 1.
     """
-    from ..bundle.runtime import check_top, load
+    from ..bundle.runtime import check_count, check_top, load
     from ..errors import TransNeXtDeployError, one_line
 
     check_top(top)
+    check_count(batch, "batch")  # before the bundle is opened, checked and perhaps extracted
     images, walked = expand_inputs(inputs)
     if not images:
         raise UserError(f"no images found in {', '.join(inputs)} (looked for {', '.join(IMAGE_SUFFIXES)})")
