@@ -6,9 +6,11 @@ import os
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
 from transnext_deploy import create_model
+from transnext_deploy.engine.tensorrt import module_problem
 
 
 def perturb_(model: torch.nn.Module, scale: float = 0.05, seed: int = 0) -> None:
@@ -63,3 +65,23 @@ def tensorrt_header_dirs() -> list[Path]:
 
 NO_HEADERS = ("no TensorRT headers: set TENSORRT_INCLUDE_DIR (directories with NvInfer.h, os.pathsep-separated) or "
               f"provide {SHARED_HEADERS}")
+
+
+RTX = module_problem("tensorrt-rtx")
+needs_rtx = pytest.mark.skipif(RTX is not None, reason=f"needs TensorRT-RTX: {RTX}")
+
+
+def rtx_plugin_build_problem() -> str | None:
+    """Why the plugin cannot be built here for TensorRT-RTX engines (TensorRT-RTX, TensorRT headers,
+    nvcc as the build finds it), or None."""
+    from transnext_deploy.plugin.toolchain import PluginBuildError, find_nvcc
+
+    if RTX:
+        return f"needs TensorRT-RTX: {RTX}"
+    if not tensorrt_header_dirs():
+        return NO_HEADERS
+    try:
+        find_nvcc()
+    except PluginBuildError as exc:
+        return f"needs nvcc to build the plugin: {exc}"
+    return None

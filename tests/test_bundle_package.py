@@ -366,19 +366,15 @@ def test_package_puts_tensorrt_rtx_engines_in_a_bundle_and_the_runtime_says_why_
     """`package --runtime tensorrt-rtx --compute-capability 86` on a machine without a GPU: the plugin
     built for sm_86, fp16 and fp32 engines built ahead of time with it, their facts in the manifest.
     `runtime.load` then runs them only on a GPU they were built for; here it falls back and says why."""
-    import shutil
 
-    from helpers import NO_HEADERS, tensorrt_header_dirs
+    from helpers import rtx_plugin_build_problem, tensorrt_header_dirs
 
-    from transnext_deploy.engine.tensorrt import gpu_problem, module_problem
+    from transnext_deploy.engine.tensorrt import gpu_problem
     from transnext_deploy.machine import cuda_devices
 
-    if module_problem("tensorrt-rtx"):
-        pytest.skip(module_problem("tensorrt-rtx"))
-    if not tensorrt_header_dirs():
-        pytest.skip(NO_HEADERS)
-    if shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").is_file():
-        pytest.skip("needs nvcc to build the plugin")
+    problem = rtx_plugin_build_problem()
+    if problem:
+        pytest.skip(problem)
     monkeypatch.setenv("TENSORRT_INCLUDE_DIR", str(tensorrt_header_dirs()[-1]))
     monkeypatch.delenv("TRANSNEXT_AA_PLUGIN", raising=False)
     bundle = tmp_path / "micro-rtx"

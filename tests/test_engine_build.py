@@ -33,14 +33,11 @@ from transnext_deploy.engine import (
     read_engine_metadata,
     tensorrt_status,
 )
-from transnext_deploy.engine.tensorrt import module_problem, plugin_candidates
+from transnext_deploy.engine.tensorrt import plugin_candidates
 from transnext_deploy.files import sha256sum
 from transnext_deploy.machine import cuda_devices
 
-from helpers import NO_HEADERS, error_line, tensorrt_header_dirs
-
-RTX = module_problem("tensorrt-rtx")
-needs_rtx = pytest.mark.skipif(RTX is not None, reason=f"needs TensorRT-RTX: {RTX}")
+from helpers import error_line, needs_rtx, rtx_plugin_build_problem, tensorrt_header_dirs
 
 # ------------------------------------------------------------------------------------------ everywhere
 
@@ -292,13 +289,10 @@ PLUGIN_LAYERS = 19  # micro: 2 + 2 + 15 aggregated-attention blocks in stages 1-
 @pytest.fixture(scope="module")
 def rtx_plugin(tmp_path_factory):
     """The plugin built against the newest TensorRT headers here, for sm_86: both libraries."""
-    if RTX:
-        pytest.skip(f"needs TensorRT-RTX: {RTX}")
+    problem = rtx_plugin_build_problem()
+    if problem:
+        pytest.skip(problem)
     headers = tensorrt_header_dirs()
-    if not headers:
-        pytest.skip(NO_HEADERS)
-    if shutil.which("nvcc") is None and not os.path.isfile("/usr/local/cuda/bin/nvcc"):
-        pytest.skip("needs nvcc to build the plugin")
     from transnext_deploy.plugin.build import build_plugin
 
     result = build_plugin(targets=("plugin",), cuda_archs=[CC], build_dir=tmp_path_factory.mktemp("rtx_plugin"),

@@ -16,7 +16,6 @@ from transnext_deploy.engine.tensorrt import (
     TensorRTUnavailable,
     check_compute_capabilities,
     get_runtime,
-    module_problem,
     plugin_candidates,
     plugin_problem,
     status,
@@ -24,8 +23,7 @@ from transnext_deploy.engine.tensorrt import (
 from transnext_deploy.errors import InvalidArgumentError
 from transnext_deploy.plugin.locations import write_build_info
 
-RTX = module_problem("tensorrt-rtx")
-needs_rtx = pytest.mark.skipif(RTX is not None, reason=f"needs TensorRT-RTX: {RTX}")
+from helpers import needs_rtx
 
 
 def test_the_two_runtimes_and_their_plugin_libraries():

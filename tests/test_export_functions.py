@@ -29,6 +29,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, InvalidGraph, RuntimeException
 
+from transnext_deploy.compare import error_stats
 from transnext_deploy.errors import InvalidArgumentError, TransNeXtDeployError, one_line
 from transnext_deploy.export.functions import (
     FUNCTION_IR_VERSION,
@@ -142,18 +143,11 @@ def session(model: onnx.ModelProto) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def errors(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
-    """(max-abs error, max-abs error / max|ref|); NaN anywhere gives inf."""
-    assert got.shape == ref.shape, (got.shape, ref.shape)
-    diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
-    max_abs = float(diff.max()) if np.isfinite(diff).all() else float("inf")
-    return max_abs, max_abs / float(np.abs(ref).max())
-
-
 def assert_close(got: np.ndarray, ref: np.ndarray, rtol: float, what: str) -> None:
-    max_abs, rel = errors(got, ref)
-    assert rel <= rtol, (f"{what}: max-abs {max_abs:.3e}, relative {rel:.3e} > {rtol:g} "
-                         f"of max|ref| {np.abs(ref).max():.3g}")
+    """max-abs error / max|ref| <= rtol (a non-finite output fails: its error is NaN)."""
+    stats = error_stats(ref, got)
+    assert stats.relative <= rtol, (f"{what}: max-abs {stats.max_abs:.3e}, relative {stats.relative:.3e} > "
+                                    f"{rtol:g} of max|ref| {stats.ref_max_abs:.3g}")
 
 
 def two_stage_model(pair: str, seed: int = 0) -> tuple[onnx.ModelProto, dict[str, np.ndarray], list[np.ndarray]]:
@@ -315,9 +309,10 @@ def test_per_stage_overloads_break_under_name_keyed_inlining(pair):
         assert pair != "transposed-grid", "same-shaped stages must run, silently wrong"
         return
     assert_close(got[0], refs[0], FP32_RTOL, f"{pair}, name-keyed, stage 1 (its own body)")
-    max_abs, rel = errors(got[1], refs[1])
-    assert rel > WRONG_RTOL, (f"{pair}: stage 2 ran stage 1's body and still matched (max-abs {max_abs:.3e}, "
-                              f"relative {rel:.3e}): the control does not tell the layouts apart")
+    wrong = error_stats(refs[1], got[1])  # NaN (a non-finite output) counts as wrong
+    assert not wrong.relative <= WRONG_RTOL, (f"{pair}: stage 2 ran stage 1's body and still matched (max-abs "
+                                              f"{wrong.max_abs:.3e}, relative {wrong.relative:.3e}): the control "
+                                              "does not tell the layouts apart")
 
 
 # ---------------------------------------------------------------------------------------------
