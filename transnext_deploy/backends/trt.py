@@ -24,7 +24,7 @@ from .base import Backend, MemoryProbe, NoProbe, TorchCudaProbe
 
 class TensorRTBackend(Backend):
     """An engine file, deserialized once (see the module docstring). The plugin library is the
-    given one, else the one its metadata names, else the usual places (engine.resolve_plugin_library)."""
+    given one, else the one its metadata names, else the usual places (engine.tensorrt.plugin_candidates)."""
 
     device = "cuda"
 

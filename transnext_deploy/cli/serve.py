@@ -1,4 +1,4 @@
-"""`transnext-deploy serve`: a Triton Inference Server in front of a bundle's predictor (serve.py)."""
+"""`transnext-deploy serve`: a Triton Inference Server in front of a bundle's predictor (serving/server.py)."""
 
 from __future__ import annotations
 

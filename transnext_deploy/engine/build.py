@@ -52,6 +52,7 @@ from .tensorrt import (
     logger,
     library_candidates,
     require,
+    status,
 )
 
 DEFAULT_WORKSPACE_MIB = 4096
@@ -431,8 +432,6 @@ def plan_engines(precisions: Sequence[str] = PRECISIONS, plugin_library: str | o
     """The export hook: every precision when TensorRT, a GPU and the plugin are here, otherwise none
     and why. Export then builds them with build_engines_for_artifact; a build that fails where
     everything is present raises EngineError (a real failure, not a skip)."""
-    from .tensorrt import status
-
     found = status(DEFAULT_RUNTIME, plugin_library)
     if not found.available:
         return EnginePlan((), f"TensorRT engines skipped: {found.reason}")

@@ -19,7 +19,7 @@ function, domain `transnext`, name `TransNeXtAggregatedAttention`, no overload.
   and any grid, grids smaller than the window included.
 - Float constants are `CastLike`d to the input type, so one body serves float32 and float16.
 
-The math is `aggregated_attention_core` (ops/aggregated_attention.py); tests/test_functions.py
+The math is `aggregated_attention_core` (ops/aggregated_attention.py); tests/test_export_functions.py
 holds the two to 1e-5 relative error for many attribute sets, and runs a two-stage graph through a
 name-keyed inliner (TensorRT's lookup) so that a layout that mixes stages up cannot come back.
 Inside the body, heads come first, (B, nh, N, d); the gathered window is (B, nh, N, L, d), and

@@ -2,7 +2,7 @@
 
 The server is the `tritonserver` binary that the `nvidia-pytriton` wheel ships (with Triton's Python
 backend and its stub for each Python version). It runs two Python-backend models whose code is
-`serve_model.py`: `transnext` (encoded image files in, top-K indices, probabilities and labels out)
+`serving/triton_model.py`: `transnext` (encoded image files in, top-K indices, probabilities and labels out)
 and `transnext_tensor` (preprocessed float32 images in, logits out), each with dynamic batching.
 
 Why the Python backend directly and not pytriton's `Triton.bind`: pytriton fails a whole batch,
